@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded server launcher, migrations of the whole platform schema, queries."""

@@ -1,0 +1,140 @@
+"""Settings: one frozen object read once from ``SHAREWISE_*`` environment variables.
+
+=============================  ==========================================  =========================
+variable                       meaning                                     default
+=============================  ==========================================  =========================
+``SHAREWISE_HOME``             all state: database, broker, logs, secrets  the user's state dir
+``SHAREWISE_DATABASE_URL``     external PostgreSQL; nothing embedded runs  (embedded PostgreSQL)
+``SHAREWISE_KAFKA``            external Kafka ``kafka://host:port[,…]``    (embedded Tansu broker)
+``SHAREWISE_LOG_LEVEL``        log level of the engine's loggers           ``INFO``
+``SHAREWISE_PARTITIONS``       partitions of the engine's topics           ``8``
+``SHAREWISE_ALLOWED_LATENESS`` seconds a late tick may still update a bar  ``2``
+``SHAREWISE_WS_HOST``          websocket feed host                         ``127.0.0.1``
+``SHAREWISE_WS_PORT``          websocket feed port                         ``8765``
+``SHAREWISE_JWT_SECRET``       token signing secret                        generated under HOME
+``SHAREWISE_INSTRUMENTS``      extra instrument list file (one per line)   (built-in NIFTY 50 list)
+=============================  ==========================================  =========================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import platformdirs
+
+from engine.errors import ConfigError
+
+_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@")
+
+
+def redact(text: str) -> str:
+    """Replace any password embedded in a URL inside ``text`` by ``***``."""
+    return _PASSWORD_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Immutable engine configuration. Build it with :meth:`from_env`."""
+
+    home: Path
+    database_url: str | None = None
+    kafka: str | None = None
+    log_level: str = "INFO"
+    partitions: int = 8
+    allowed_lateness_s: float = 2.0
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 8765
+    jwt_secret: str | None = field(default=None, repr=False)
+    instruments_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``SHAREWISE_*`` variables; raise :class:`ConfigError` naming a bad one."""
+        env = os.environ if env is None else env
+        home = Path(env.get("SHAREWISE_HOME") or platformdirs.user_state_dir("sharewise")).expanduser()
+        kafka = env.get("SHAREWISE_KAFKA") or None
+        if kafka and not kafka.startswith("kafka://"):
+            raise ConfigError(f"SHAREWISE_KAFKA must look like kafka://host:port[,host:port], got {redact(kafka)!r}")
+        db_url = env.get("SHAREWISE_DATABASE_URL") or None
+        if db_url and not db_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"SHAREWISE_DATABASE_URL must be a postgresql:// URL, got {redact(db_url)!r}")
+        level = env.get("SHAREWISE_LOG_LEVEL", "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"SHAREWISE_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        instruments = env.get("SHAREWISE_INSTRUMENTS")
+        return cls(
+            home=home,
+            database_url=db_url,
+            kafka=kafka,
+            log_level=level,
+            partitions=_int(env, "SHAREWISE_PARTITIONS", 8, minimum=1),
+            allowed_lateness_s=_float(env, "SHAREWISE_ALLOWED_LATENESS", 2.0),
+            ws_host=env.get("SHAREWISE_WS_HOST", "127.0.0.1"),
+            ws_port=_int(env, "SHAREWISE_WS_PORT", 8765, minimum=0),
+            jwt_secret=env.get("SHAREWISE_JWT_SECRET") or None,
+            instruments_file=Path(instruments).expanduser() if instruments else None,
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        """``host:port[,host:port]`` for Kafka clients, or ``None`` when the embedded broker is used."""
+        return self.kafka.removeprefix("kafka://") if self.kafka else None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    def describe(self) -> dict[str, str]:
+        """Printable view of the settings, with passwords redacted and secrets hidden."""
+        return {
+            "home": str(self.home),
+            "database": redact(self.database_url) if self.database_url else "embedded PostgreSQL",
+            "kafka": self.kafka or "embedded Tansu broker",
+            "log_level": self.log_level,
+            "partitions": str(self.partitions),
+            "allowed_lateness_s": str(self.allowed_lateness_s),
+            "websocket": f"{self.ws_host}:{self.ws_port}",
+            "jwt_secret": "from SHAREWISE_JWT_SECRET" if self.jwt_secret else "generated under HOME",
+        }
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0:
+        raise ConfigError(f"{name} must be >= 0, got {raw!r}")
+    return value

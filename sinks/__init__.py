@@ -1,0 +1,1 @@
+"""Adapters that write out: batched PostgreSQL sinks, the websocket fanout server."""

@@ -1,0 +1,1 @@
+"""Faust app, topics and agents: the streaming topology and nothing else."""

@@ -1,0 +1,141 @@
+"""The instrument universe: which symbols the engine trades, each with a dense int index.
+
+The built-in list (``engine/data/instruments.csv``) holds the NIFTY 50 index
+(symbol ``NIFTY``), the NIFTY BANK index (``BANKNIFTY``) and the fifty NIFTY 50
+constituents. ``SHAREWISE_INSTRUMENTS`` names an extra file, either one symbol
+per line (``#`` comments and blank lines ignored) or a CSV with the same header
+as the built-in file (``symbol`` required; ``name``, ``kind``, ``typical_price``
+optional). Extra symbols get the indices after the built-in ones, in file
+order; a symbol listed twice keeps its first entry.
+
+Indices are dense (``0 .. len-1``) and index the per-instrument state arrays of
+the bar and indicator kernels. They are stable for a given pair of files: state
+checkpoints are taken per instrument index, so change the extra file only
+together with a fresh checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from engine.errors import BadData, ConfigError
+from engine.partitioner import partition_for
+from engine.settings import Settings
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9&._-]{0,49}$")
+DEFAULT_TYPICAL_PRICE = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One tradable symbol. ``typical_price`` seeds synthetic feeds; ``kind`` is ``equity`` or ``index``."""
+
+    symbol: str
+    name: str
+    kind: str = "equity"
+    typical_price: float = DEFAULT_TYPICAL_PRICE
+
+
+class InstrumentRegistry:
+    """Symbol <-> dense index mapping. Immutable after construction.
+
+    The hot path uses :attr:`index` directly (``registry.index.get(symbol)``).
+    """
+
+    __slots__ = ("instruments", "symbols", "index")
+
+    def __init__(self, instruments: Iterable[Instrument]) -> None:
+        kept: dict[str, Instrument] = {}
+        for inst in instruments:
+            kept.setdefault(inst.symbol, inst)
+        self.instruments: tuple[Instrument, ...] = tuple(kept.values())
+        self.symbols: tuple[str, ...] = tuple(kept)
+        self.index: dict[str, int] = {s: i for i, s in enumerate(self.symbols)}
+
+    @classmethod
+    def from_symbols(cls, symbols: Iterable[str]) -> InstrumentRegistry:
+        """A registry of bare symbols (no validation), e.g. for a file tool that accepts any symbol."""
+        return cls(Instrument(s, s) for s in symbols)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self.index
+
+    def __iter__(self) -> Iterator[Instrument]:
+        return iter(self.instruments)
+
+    def index_of(self, symbol: str) -> int:
+        """Dense index of ``symbol``; raise :class:`BadData` ``unknown_symbol`` if it is not listed."""
+        try:
+            return self.index[symbol]
+        except KeyError:
+            raise BadData("unknown_symbol", f"{symbol!r} is not a listed instrument") from None
+
+    def symbol(self, index: int) -> str:
+        return self.symbols[index]
+
+    def indices_in_partition(self, partition: int, partitions: int) -> np.ndarray:
+        """Sorted int64 indices of the instruments whose ticks land on ``partition``."""
+        return np.array(
+            [i for i, s in enumerate(self.symbols) if partition_for(s, partitions) == partition], dtype=np.int64
+        )
+
+
+def builtin_instruments() -> list[Instrument]:
+    """The packaged list: NIFTY, BANKNIFTY and the NIFTY 50 constituents."""
+    text = resources.files("engine").joinpath("data/instruments.csv").read_text(encoding="utf-8")
+    return _parse_csv(text, "built-in instruments.csv")
+
+
+def load_instruments(settings: Settings) -> InstrumentRegistry:
+    """The built-in list plus ``settings.instruments_file``; raise :class:`ConfigError` on a bad file."""
+    instruments = builtin_instruments()
+    if settings.instruments_file is not None:
+        instruments += read_instrument_file(settings.instruments_file)
+    return InstrumentRegistry(instruments)
+
+
+def read_instrument_file(path: Path) -> list[Instrument]:
+    """Parse an extra instrument file (one symbol per line, or CSV with a ``symbol`` header)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read instrument file {path}: {exc.strerror or exc}") from exc
+    lines = [ln.strip() for ln in text.splitlines()]
+    first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
+    if first.split(",")[0].strip().lower() == "symbol":
+        return _parse_csv(text, str(path))
+    return [_instrument(ln, {}, str(path), no) for no, ln in enumerate(lines, 1) if ln and not ln.startswith("#")]
+
+
+def _parse_csv(text: str, where: str) -> list[Instrument]:
+    rows = csv.DictReader(io.StringIO(text))
+    if "symbol" not in (rows.fieldnames or []):
+        raise ConfigError(f"{where}: missing column 'symbol'")
+    return [_instrument(row["symbol"] or "", row, where, no) for no, row in enumerate(rows, 2)]
+
+
+def _instrument(symbol: str, row: dict[str, str], where: str, line: int) -> Instrument:
+    symbol = symbol.strip()
+    if not _SYMBOL.match(symbol):
+        raise ConfigError(f"{where} line {line}: {symbol!r} is not a valid symbol (A-Z 0-9 & . _ -, at most 50)")
+    price = (row.get("typical_price") or "").strip()
+    try:
+        typical = float(price) if price else DEFAULT_TYPICAL_PRICE
+    except ValueError:
+        raise ConfigError(f"{where} line {line}: typical_price {price!r} is not a number") from None
+    if not typical > 0:
+        raise ConfigError(f"{where} line {line}: typical_price must be > 0, got {price!r}")
+    kind = (row.get("kind") or "equity").strip()
+    return Instrument(symbol, (row.get("name") or symbol).strip(), kind, typical)
+

@@ -4,6 +4,9 @@ Rules (the stream, the CLI and backtests share them):
 
 * Timeframes ``1m 5m 15m 1h 1d`` aligned to the NSE session 09:15-15:30 IST
   (:func:`engine.domain.bar_span`). Bar time = bar open. Volume = sum of qty.
+  Open and close are the prices of the earliest and latest tick by exchange
+  time (ties: arrival order), so ticks reordered within the lateness give the
+  bar that the time-sorted ticks give.
 * A tick is rejected, in this order of checks, for ``bad_price`` (NaN, inf or
   <= 0), ``bad_qty`` (NaN, inf or < 0), ``out_of_session`` (before 09:15:00 or
   at/after 15:30:00 IST; weekends and holidays are *not* rejected: the exchange

@@ -1,0 +1,290 @@
+"""Tick wire format on ``market.ticks``: decode and validate into columns, encode for feeds.
+
+Wire format. A message value is a **tick packet**: newline-delimited JSON, one
+tick object per line (``\\n`` or ``\\r\\n``; blank lines are ignored). A single
+tick is simply a packet of one line, and an outside producer's single tick may
+also be pretty-printed over several lines. A tick object::
+
+    {"symbol": "RELIANCE", "time": 1767584700000, "price": 1502.35, "qty": 12}
+
+* ``symbol``: a listed instrument (``engine.instruments``), exact spelling.
+* ``time``: exchange time, either an integer of **epoch milliseconds** (UTC),
+  or an ISO 8601 string **with** a UTC offset (``2026-01-05T09:15:00.250+05:30``,
+  ``...Z``), microsecond precision. Must fall in 2000-01-01 .. 2100-01-01.
+* ``price``: a JSON number, finite, > 0 and < 1e9.
+* ``qty``: a JSON number, finite, >= 0 and < 1e12: quantity traded since the
+  symbol's previous tick. Other keys are ignored.
+
+Validation gives each bad line exactly one reason, the first that applies in
+this order: ``bad_json`` (not JSON, or not an object), ``missing_field``,
+``bad_price``, ``bad_qty``, ``bad_time``, ``unknown_symbol``,
+``out_of_session``. ``late`` needs per-symbol state: the bar aggregator decides
+it, and :meth:`DecodedTicks.rejected_by` turns its statuses into rejects with
+the original bytes. JSON's non-standard ``NaN``/``Infinity`` are read (then
+rejected as ``bad_price``/``bad_qty``), not called ``bad_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import orjson
+
+from engine.domain import (
+    DAY_NS,
+    IST_OFFSET_NS,
+    SESSION_CLOSE_NS,
+    SESSION_OPEN_NS,
+    Reason,
+    Tick,
+    datetime_to_ns,
+    ns_to_datetime,
+)
+from engine.instruments import InstrumentRegistry
+
+MAX_PRICE = 1e9
+MAX_QTY = 1e12
+TIME_MIN_NS = datetime_to_ns(datetime(2000, 1, 1, tzinfo=timezone.utc))
+TIME_MAX_NS = datetime_to_ns(datetime(2100, 1, 1, tzinfo=timezone.utc))
+_TIME_MIN_MS, _TIME_MAX_MS = TIME_MIN_NS // 1_000_000, TIME_MAX_NS // 1_000_000
+_FIELDS = ("symbol", "time", "price", "qty")
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A tick that cannot be used: ``raw`` is its original line, ``reason`` the stable code.
+
+    ``message`` is the index of its message in the decoded batch, ``line`` its
+    0-based line within that message.
+    """
+
+    message: int
+    line: int
+    raw: bytes
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedTicks:
+    """The good ticks of a batch of messages as columns, plus the rejects.
+
+    Columns are in message order, then line order: ``inst`` (instrument index,
+    int64), ``ts_ns`` (int64), ``price`` and ``qty`` (float64), and where each
+    came from: ``message`` and ``line`` (int32).
+    """
+
+    inst: np.ndarray
+    ts_ns: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    message: np.ndarray
+    line: np.ndarray
+    rejects: list[Reject]
+    lines: Sequence[Sequence[bytes]] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def rejected_by(self, status: np.ndarray) -> list[Reject]:
+        """Rejects for the good ticks whose aggregator ``status`` is nonzero (e.g. ``late``)."""
+        out = []
+        for k in np.flatnonzero(status):
+            m, n = int(self.message[k]), int(self.line[k])
+            reason = Reason.from_status(int(status[k]))
+            out.append(Reject(m, n, bytes(self.lines[m][n]), reason, _KERNEL_DETAIL[reason]))
+        return out
+
+
+_KERNEL_DETAIL = {
+    Reason.LATE: "older than the symbol's newest tick minus the allowed lateness",
+    Reason.BAD_PRICE: "price must be finite and > 0",
+    Reason.BAD_QTY: "qty must be finite and >= 0",
+    Reason.OUT_OF_SESSION: "outside the NSE session 09:15-15:30 IST",
+}
+
+
+def decode_packet(data: bytes, registry: InstrumentRegistry) -> DecodedTicks:
+    """Decode one message (a packet or a single tick); see :func:`decode_packets`."""
+    return decode_packets([data], registry)
+
+
+def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> DecodedTicks:
+    """Decode and validate a batch of message values into columns and rejects.
+
+    Never raises on bad input: every non-blank line ends up either as a good
+    tick or as exactly one :class:`Reject`. Cost is one ``orjson.loads`` and a
+    few dict lookups per tick, plus a vectorized session check.
+    """
+    cols: tuple[list, ...] = ([], [], [], [], [])
+    rejects: list[Reject] = []
+    all_lines = []
+    counts = np.zeros(len(values), dtype=np.int64)
+    for m, data in enumerate(values):
+        lines = _split(data)
+        all_lines.append(lines)
+        before = len(cols[0])
+        _decode_lines(m, lines, registry.index, cols, rejects)
+        counts[m] = len(cols[0]) - before
+    inst, ts, price, qty, line = cols
+    decoded = DecodedTicks(
+        np.array(inst, dtype=np.int64), np.array(ts, dtype=np.int64), np.array(price, dtype=np.float64),
+        np.array(qty, dtype=np.float64), np.repeat(np.arange(len(values), dtype=np.int32), counts),
+        np.array(line, dtype=np.int32), rejects, all_lines,
+    )  # fmt: skip
+    return _drop_out_of_session(decoded)
+
+
+def _split(data: bytes) -> list[bytes]:
+    """Lines of a message; a pretty-printed single tick object stays one line."""
+    lines = data.split(b"\n")
+    if len(lines) > 1 and not _parses_as_object(lines[0]) and _parses_as_object(data):
+        return [data]
+    return lines
+
+
+def _parses_as_object(data: bytes) -> bool:
+    try:
+        return type(orjson.loads(data)) is dict
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _decode_lines(m: int, lines: list[bytes], index: Mapping[str, int], cols: tuple[list, ...],
+                  rejects: list[Reject]) -> None:  # fmt: skip
+    """The per-tick hot loop: a fast path that only accepts fully valid ticks; anything else is
+    judged by :func:`_judge`, which finds the reason (or skips a blank line)."""
+    inst, ts, price, qty, line = (c.append for c in cols)
+    loads, get = orjson.loads, index.get
+    for n, raw in enumerate(lines):
+        try:
+            obj = loads(raw)
+            sym, t, p, q = obj["symbol"], obj["time"], obj["price"], obj["qty"]
+            i = get(sym)
+            tp, tq = type(p), type(q)
+            if (
+                type(t) is int
+                and i is not None
+                and (tp is float or tp is int)
+                and (tq is float or tq is int)
+                and 0 < p < MAX_PRICE
+                and 0 <= q < MAX_QTY
+                and _TIME_MIN_MS <= t < _TIME_MAX_MS
+            ):
+                inst(i)
+                ts(t * 1_000_000)
+                price(p)
+                qty(q)
+                line(n)
+                continue
+        except Exception:  # noqa: BLE001 - any failure is judged precisely below
+            pass
+        verdict = _judge(m, n, raw, index)
+        if type(verdict) is Reject:
+            rejects.append(verdict)
+        elif verdict is not None:
+            i, t_ns, p, q = verdict
+            inst(i)
+            ts(t_ns)
+            price(p)
+            qty(q)
+            line(n)
+
+
+def _judge(m: int, n: int, raw: bytes, index: Mapping[str, int]) -> Reject | tuple[int, int, float, float] | None:
+    """Slow path for one line: ``None`` if blank, the first failing check as a :class:`Reject`,
+    or the good tick ``(inst, ts_ns, price, qty)`` (e.g. an ISO 8601 time)."""
+    if not raw.strip():
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = _lenient_loads(raw)
+    try:
+        if type(obj) is not dict:
+            raise _Bad(Reason.BAD_JSON, "not a JSON object" if obj is not None else "not valid JSON")
+        sym, t, p, q = _fields(obj)
+        t_ns = _time_ns(t)
+        i = index.get(sym) if type(sym) is str else None
+        if i is None:
+            raise _Bad(Reason.UNKNOWN_SYMBOL, f"{sym!r} is not a listed instrument")
+    except _Bad as bad:
+        return Reject(m, n, raw, bad.reason, bad.detail)
+    return i, t_ns, p, q
+
+
+class _Bad(Exception):
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+
+def _lenient_loads(raw: bytes) -> object:
+    """Standard-library parse (accepts NaN/Infinity) for lines orjson refused; ``None`` if not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _fields(obj: dict) -> tuple[object, object, float, float]:
+    """``(symbol, time, price, qty)`` with price and qty range-checked; raise :class:`_Bad`."""
+    try:
+        sym, t, p, q = obj["symbol"], obj["time"], obj["price"], obj["qty"]
+    except KeyError:
+        missing = [f for f in _FIELDS if f not in obj]
+        raise _Bad(Reason.MISSING_FIELD, f"missing {', '.join(missing)}") from None
+    if type(p) not in (float, int) or not 0 < p < MAX_PRICE:
+        raise _Bad(Reason.BAD_PRICE, f"price {p!r}: want a number > 0 and < {MAX_PRICE:.0e}")
+    if type(q) not in (float, int) or not 0 <= q < MAX_QTY:
+        raise _Bad(Reason.BAD_QTY, f"qty {q!r}: want a number >= 0 and < {MAX_QTY:.0e}")
+    return sym, t, p, q
+
+
+def _time_ns(t: object) -> int:
+    """Exchange time in ns from epoch ms (int) or ISO 8601 with offset (str); raise :class:`_Bad`."""
+    if type(t) is int:
+        t_ns = t * 1_000_000
+    elif type(t) is str:
+        try:
+            t_ns = datetime_to_ns(datetime.fromisoformat(t))
+        except ValueError as exc:
+            raise _Bad(Reason.BAD_TIME, f"time {t!r}: {exc}") from None
+    else:
+        raise _Bad(Reason.BAD_TIME, f"time {t!r}: want epoch milliseconds or ISO 8601 with offset")
+    if not TIME_MIN_NS <= t_ns < TIME_MAX_NS:
+        raise _Bad(Reason.BAD_TIME, f"time {t!r} is outside 2000-2100")
+    return t_ns
+
+
+def _drop_out_of_session(d: DecodedTicks) -> DecodedTicks:
+    tod = (d.ts_ns + IST_OFFSET_NS) % DAY_NS
+    bad = (tod < SESSION_OPEN_NS) | (tod >= SESSION_CLOSE_NS)
+    if not bad.any():
+        return d
+    for k in np.flatnonzero(bad):
+        m, n = int(d.message[k]), int(d.line[k])
+        d.rejects.append(Reject(m, n, d.lines[m][n], Reason.OUT_OF_SESSION, _KERNEL_DETAIL[Reason.OUT_OF_SESSION]))
+    d.rejects.sort(key=lambda r: (r.message, r.line))
+    keep = ~bad
+    return DecodedTicks(
+        d.inst[keep], d.ts_ns[keep], d.price[keep], d.qty[keep], d.message[keep], d.line[keep], d.rejects, d.lines
+    )
+
+
+def encode_tick(tick: Tick) -> bytes:
+    """One tick as a JSON line (no newline). ``time`` is epoch ms when whole, else ISO 8601 UTC (µs)."""
+    t: int | str = tick.ts_ns // 1_000_000
+    if tick.ts_ns % 1_000_000:
+        t = ns_to_datetime(tick.ts_ns).isoformat()
+    return orjson.dumps({"symbol": tick.symbol, "time": t, "price": tick.price, "qty": tick.qty})
+
+
+def encode_packet(ticks: Iterable[Tick]) -> bytes:
+    """A tick packet: the ticks as newline-delimited JSON, in the given order."""
+    return b"\n".join(encode_tick(t) for t in ticks)

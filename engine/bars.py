@@ -125,6 +125,19 @@ class BarAggregator:
     def from_settings(cls, settings: Settings, n_instruments: int) -> BarAggregator:
         return cls(n_instruments, settings.allowed_lateness_s)
 
+    def grow(self, n_instruments: int) -> None:
+        """Make room for instruments up to ``n_instruments - 1`` (new ones start empty); never shrinks.
+
+        For tools that discover symbols as they read; the stream sizes it once from the registry.
+        """
+        extra = n_instruments - self.n_instruments
+        if extra <= 0:
+            return
+        self.n_instruments = n_instruments
+        fresh = BarAggregator(extra, 0.0, capacity=1)._state()
+        for name, add in zip(_STATE, fresh):
+            setattr(self, name, np.concatenate([getattr(self, name), add]))
+
     def update(self, inst: np.ndarray, ts_ns: np.ndarray, price: np.ndarray, qty: np.ndarray) -> np.ndarray:
         """Apply a batch of ticks in array order; return the int8 status of each (0 = accepted).
 
@@ -225,7 +238,8 @@ class BarAggregator:
             size += nbytes
 
     def _state(self) -> tuple[np.ndarray, ...]:
-        return self._max_ts, self._open, self._end, self._ohlcv, self._count, self._span
+        """The state arrays, in the order the kernels and snapshots take them."""
+        return tuple(getattr(self, name) for name in _STATE)
 
     def _out(self) -> tuple[np.ndarray, np.ndarray, int]:
         return self._out_i, self._out_f, self._n_out
@@ -250,6 +264,7 @@ class BarAggregator:
         self._out_f = np.resize(self._out_f, (cap, 5))
 
 
+_STATE = ("_max_ts", "_open", "_end", "_ohlcv", "_count", "_span")
 _MAGIC = b"SWBARS\x00\x00"
 _VERSION = 1
 _HEADER = "<8sIIII"

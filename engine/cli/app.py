@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "engine.cli.services_cmd",
     "engine.cli.db_cmd",
     "engine.cli.up_cmd",
+    "engine.cli.bars_cmd",
 ]
 
 

@@ -1,0 +1,600 @@
+"""The strategy plugin API: what a strategy is given, what it returns, and how it is configured.
+
+A strategy is a *decision*, not a process. At each closed bar of a series
+(symbol x timeframe) it receives the :class:`~engine.domain.Bar` and an
+:class:`IndicatorView` (that bar's indicator values and the previous bar's),
+and returns a list of :class:`SignalIntent`. It does no I/O: no files, no
+network, no database, no subprocesses, no clock. The runner
+(:mod:`engine.strategy.runner`) enforces what it can: it hands strategies no
+handle to anything outside, blocks audited I/O events (``open``,
+``socket.connect``, ``subprocess.Popen``, ...) raised while ``on_bar`` runs,
+times every call, validates every return value, and disables a deployment
+that fails too often.
+
+Configuration is declared, not parsed by hand: ``params`` is a tuple of
+:class:`Param`; ``Strategy(**values)`` coerces and validates them and raises
+:class:`~engine.errors.ConfigError` naming the bad parameter. Target and stop
+loss come from ATR multiples in :class:`Risk` (a strategy row's
+``risk_management``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Iterator, Mapping
+
+import numpy as np
+
+from engine.domain import Bar, ns_to_datetime
+from engine.errors import ConfigError
+from engine.strategy.specs import column_of
+
+#: Price fields every :class:`IndicatorView` holds besides the indicator columns.
+PRICE_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
+
+class SignalType(StrEnum):
+    """The four signal types of ``trading_signal.signal_type``. BUY/COVER are bullish, SELL/SHORT bearish."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+    SHORT = "SHORT"
+    COVER = "COVER"
+
+    @property
+    def bullish(self) -> bool:
+        return self in (SignalType.BUY, SignalType.COVER)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalIntent:
+    """What a strategy wants to say about one bar. The runner validates it (see :func:`check_intent`).
+
+    ``confidence`` is in [0, 1]; ``entry`` is a finite positive price (normally
+    the bar's close); ``target``/``stop_loss`` are finite positive prices or
+    ``None``; ``valid_until`` an aware datetime or ``None``; ``market_data`` a
+    small JSON-able dict stored with the signal.
+    """
+
+    signal_type: SignalType
+    confidence: float
+    entry: float
+    target: float | None = None
+    stop_loss: float | None = None
+    valid_until: datetime | None = None
+    note: str = ""
+    market_data: Mapping[str, Any] | None = None
+
+
+class DocumentError(ConfigError):
+    """A JSON document (a strategy row, a rule, risk settings) is invalid at ``path``, e.g. ``entry_conditions.all[2].left``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "path": self.path, "message": self.problem}
+
+
+class BadIntent(ValueError):
+    """A strategy returned something that is not a valid list of :class:`SignalIntent`."""
+
+
+def check_intents(result: object) -> list[SignalIntent]:
+    """Return ``result`` if it is a list of valid intents; raise :class:`BadIntent` saying what is wrong."""
+    if not isinstance(result, list):
+        raise BadIntent(f"on_bar must return a list of SignalIntent, got {type(result).__name__}")
+    for i, intent in enumerate(result):
+        problem = _intent_problem(intent)
+        if problem:
+            raise BadIntent(f"intent [{i}]: {problem}")
+    return result
+
+
+def _intent_problem(intent: object) -> str | None:
+    if not isinstance(intent, SignalIntent):
+        return f"not a SignalIntent but {type(intent).__name__}"
+    if not isinstance(intent.signal_type, SignalType):
+        return f"signal_type {intent.signal_type!r} is not a SignalType"
+    if not _is_number(intent.confidence) or not 0.0 <= intent.confidence <= 1.0:
+        return f"confidence {intent.confidence!r} outside [0, 1]"
+    for name in ("entry", "target", "stop_loss"):
+        value = getattr(intent, name)
+        if value is None and name != "entry":
+            continue
+        if not _is_number(value) or not math.isfinite(value) or value <= 0 or value >= 1e10:
+            return f"{name} {value!r} is not a finite positive price"
+    if intent.valid_until is not None and (
+        not isinstance(intent.valid_until, datetime) or intent.valid_until.utcoffset() is None
+    ):
+        return "valid_until must be an aware datetime or None"
+    if intent.market_data is not None and not isinstance(intent.market_data, Mapping):
+        return "market_data must be a mapping or None"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One declared parameter: ``type`` is ``int``, ``float``, ``bool`` or ``str``.
+
+    :meth:`coerce` accepts the value from JSON (an int for a float parameter, a
+    float with an integral value for an int one) and enforces ``min``/``max``
+    (inclusive) and ``choices``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """The validated value; raise :class:`ConfigError` naming this parameter."""
+        value = self._typed(value)
+        if self.min is not None and value < self.min:
+            raise ConfigError(f"parameter {self.name!r} must be >= {self.min}, got {value!r}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"parameter {self.name!r} must be <= {self.max}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"parameter {self.name!r} must be one of {list(self.choices)}, got {value!r}")
+        return value
+
+    def _typed(self, value: Any) -> Any:
+        bad = ConfigError(f"parameter {self.name!r} must be {self.type.__name__}, got {value!r}")
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.type is str:
+            if not isinstance(value, str):
+                raise bad
+            return value
+        if not _is_number(value) or not math.isfinite(value):
+            raise bad
+        if self.type is int:
+            if float(value) != int(value):
+                raise bad
+            return int(value)
+        return float(value)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (``sharewise strategy list --json``)."""
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": self.default,
+            "min": self.min,
+            "max": self.max,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "help": self.help,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    """Target and stop loss as multiples of ATR(``atr_period``), from a row's ``risk_management``.
+
+    Keys: ``target_atr`` (default 2), ``stop_atr`` (default 1), ``atr_period``
+    (default 14), ``valid_bars`` (default 1: a signal stays valid until the end
+    of the next bar). Unknown keys are ignored (the platform stores others).
+    """
+
+    target_atr: float = 2.0
+    stop_atr: float = 1.0
+    atr_period: int = 14
+    valid_bars: int = 1
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None, where: str = "risk_management") -> Risk:
+        """Validated :class:`Risk`; raise :class:`DocumentError` naming ``where.key`` for a bad value."""
+        if doc is None:
+            return cls()
+        if not isinstance(doc, Mapping):
+            raise DocumentError(where, "must be an object")
+        checks = (
+            Param("target_atr", float, 2.0, min=0.0, max=100.0),
+            Param("stop_atr", float, 1.0, min=0.0, max=100.0),
+            Param("atr_period", int, 14, min=1, max=500),
+            Param("valid_bars", int, 1, min=0, max=10_000),
+        )
+        values = {}
+        for param in checks:
+            if param.name in doc:
+                try:
+                    values[param.name] = param.coerce(doc[param.name])
+                except ConfigError as exc:
+                    raise DocumentError(f"{where}.{param.name}", str(exc)) from None
+        return cls(**values)
+
+    @property
+    def atr_spec(self) -> str:
+        return f"atr({self.atr_period})"
+
+    @property
+    def atr_column(self) -> str:
+        return column_of(self.atr_spec)
+
+
+class IndicatorView(Mapping[str, float]):
+    """Read-only view of one bar of one series: column name -> value (a Python float, NaN when unknown).
+
+    Keys are the indicator columns (``ema_9``, ``atr_14``, ``macd_signal_12_26_9``
+    ...) and the price fields ``open high low close volume``. :meth:`prev`
+    gives the previous bar's value of the same series (NaN before the second
+    bar). The runner builds one per bar and shares it between the strategies
+    that see that bar; it must not be kept after ``on_bar`` returns.
+    """
+
+    __slots__ = ("_index", "_row", "_prev")
+
+    def __init__(self, index: Mapping[str, int], row: np.ndarray, prev: np.ndarray | None) -> None:
+        self._index = index
+        self._row = row
+        self._prev = prev
+
+    @classmethod
+    def from_values(cls, current: Mapping[str, float], prev: Mapping[str, float] | None = None) -> IndicatorView:
+        """A view built from plain dicts, for tests: keys of ``current`` define the columns."""
+        names = list(current)
+        index = {name: i for i, name in enumerate(names)}
+        row = np.array([current[n] for n in names], dtype=np.float64)
+        prev_row = None if prev is None else np.array([prev.get(n, math.nan) for n in names], dtype=np.float64)
+        return cls(index, row, prev_row)
+
+    def __getitem__(self, name: str) -> float:
+        return float(self._row[self._position(name)])
+
+    def prev(self, name: str) -> float:
+        """Value of ``name`` at the previous bar of this series; NaN when there is none."""
+        i = self._position(name)
+        return math.nan if self._prev is None else float(self._prev[i])
+
+    def _position(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(f"no column {name!r} in this view (did indicators() ask for it?)") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class Strategy(ABC):
+    """Base class of every strategy (built-in, plugin, declarative).
+
+    Subclasses set ``name`` (the discovery name, ``[a-z][a-z0-9_]*``),
+    ``version`` and ``params``, and implement :meth:`indicators` and
+    :meth:`on_bar`. ``self.config`` holds the validated parameter values and
+    ``self.risk`` the :class:`Risk` settings. Per-series memory goes in
+    :meth:`series_state` (it follows the series' partition in checkpoints);
+    anything else in :meth:`save_state`/:meth:`load_state`.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, *, risk: Risk | None = None, **values: Any) -> None:
+        declared = {p.name: p for p in self.params}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown parameter {unknown[0]!r}; known: {', '.join(declared) or 'none'}")
+        config = {p.name: p.coerce(values[p.name]) if p.name in values else p.default for p in self.params}
+        self.config: Mapping[str, Any] = MappingProxyType(config)
+        self.risk = risk or Risk()
+        self._series: dict[str, dict[str, Any]] = {}
+        self.configure()
+
+    def configure(self) -> None:
+        """Called at the end of ``__init__``: check parameters together (raise :class:`ConfigError`,
+        e.g. fast >= slow) and derive what :meth:`on_bar` needs (column names). Default: nothing."""
+
+    @abstractmethod
+    def indicators(self) -> list[str]:
+        """Registry specs this strategy reads, e.g. ``["ema(9)", "ema(21)"]``. ATR for risk is added for you."""
+
+    @abstractmethod
+    def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
+        """Decide at the close of ``bar``. Pure: no I/O, no clock, no randomness; return ``[]`` for no signal."""
+
+    def required_indicators(self) -> list[str]:
+        """:meth:`indicators` plus the ATR the risk settings need, without duplicates, in order."""
+        return list(dict.fromkeys([*self.indicators(), self.risk.atr_spec]))
+
+    def on_start(self) -> None:
+        """Called once before the first bar (the place to warm up caches; not I/O-guarded)."""
+
+    def on_stop(self) -> None:
+        """Called once when the deployment is removed or the runner stops."""
+
+    def save_state(self) -> dict[str, Any]:
+        """JSON-able state beyond :meth:`series_state` for checkpoints. Default: none."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`save_state` returned. Default: nothing."""
+
+    def series_state(self, bar: Bar) -> dict[str, Any]:
+        """Mutable JSON-able dict private to this strategy and ``bar``'s series; checkpointed per symbol."""
+        return self._series.setdefault(series_key(bar.symbol, bar.timeframe.label), {})
+
+    def dump_series_state(self, chosen: Callable[[str], bool]) -> dict[str, dict[str, Any]]:
+        """The per-series states whose series key passes ``chosen`` (the runner's checkpoints)."""
+        return {key: state for key, state in self._series.items() if chosen(key)}
+
+    def merge_series_state(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Adopt per-series states from a checkpoint (series absent from ``states`` are kept)."""
+        self._series.update({key: dict(state) for key, state in states.items()})
+
+    def atr(self, ind: IndicatorView) -> float:
+        """This bar's ATR for the risk settings (NaN during warm-up)."""
+        return ind.get(self.risk.atr_column, math.nan)
+
+    def intent(self, signal_type: SignalType, bar: Bar, ind: IndicatorView, confidence: float, note: str = "") -> SignalIntent:
+        """The standard intent at ``bar``'s close, target and stop from ATR x :attr:`risk` multiples.
+
+        Bullish types put the target above and the stop below the close;
+        bearish ones the other way round. While ATR is unknown (warm-up), or a
+        level would not be a positive price, that level is ``None``.
+        ``valid_until`` is the end of the bar ``risk.valid_bars`` bars later.
+        """
+        atr = self.atr(ind)
+        close = bar.close
+        target = stop = None
+        if math.isfinite(atr) and atr > 0:
+            sign = 1.0 if signal_type.bullish else -1.0
+            target = _positive_or_none(close + sign * self.risk.target_atr * atr)
+            stop = _positive_or_none(close - sign * self.risk.stop_atr * atr)
+        valid_until = None
+        if self.risk.valid_bars:
+            valid_until = ns_to_datetime(bar.end_ns + self.risk.valid_bars * bar.timeframe.width_ns)
+        return SignalIntent(signal_type, confidence, close, target, stop, valid_until, note)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (``sharewise strategy list --json``)."""
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": self.default,
+            "min": self.min,
+            "max": self.max,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "help": self.help,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    """Target and stop loss as multiples of ATR(``atr_period``), from a row's ``risk_management``.
+
+    Keys: ``target_atr`` (default 2), ``stop_atr`` (default 1), ``atr_period``
+    (default 14), ``valid_bars`` (default 1: a signal stays valid until the end
+    of the next bar). Unknown keys are ignored (the platform stores others).
+    """
+
+    target_atr: float = 2.0
+    stop_atr: float = 1.0
+    atr_period: int = 14
+    valid_bars: int = 1
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None, where: str = "risk_management") -> Risk:
+        """Validated :class:`Risk`; raise :class:`DocumentError` naming ``where.key`` for a bad value."""
+        if doc is None:
+            return cls()
+        if not isinstance(doc, Mapping):
+            raise DocumentError(where, "must be an object")
+        checks = (
+            Param("target_atr", float, 2.0, min=0.0, max=100.0),
+            Param("stop_atr", float, 1.0, min=0.0, max=100.0),
+            Param("atr_period", int, 14, min=1, max=500),
+            Param("valid_bars", int, 1, min=0, max=10_000),
+        )
+        values = {}
+        for param in checks:
+            if param.name in doc:
+                try:
+                    values[param.name] = param.coerce(doc[param.name])
+                except ConfigError as exc:
+                    raise DocumentError(f"{where}.{param.name}", str(exc)) from None
+        return cls(**values)
+
+    @property
+    def atr_spec(self) -> str:
+        return f"atr({self.atr_period})"
+
+    @property
+    def atr_column(self) -> str:
+        return column_of(self.atr_spec)
+
+
+class IndicatorView(Mapping[str, float]):
+    """Read-only view of one bar of one series: column name -> value (a Python float, NaN when unknown).
+
+    Keys are the indicator columns (``ema_9``, ``atr_14``, ``macd_signal_12_26_9``
+    ...) and the price fields ``open high low close volume``. :meth:`prev`
+    gives the previous bar's value of the same series (NaN before the second
+    bar). The runner builds one per bar and shares it between the strategies
+    that see that bar; it must not be kept after ``on_bar`` returns.
+    """
+
+    __slots__ = ("_index", "_row", "_prev")
+
+    def __init__(self, index: Mapping[str, int], row: np.ndarray, prev: np.ndarray | None) -> None:
+        self._index = index
+        self._row = row
+        self._prev = prev
+
+    @classmethod
+    def from_values(cls, current: Mapping[str, float], prev: Mapping[str, float] | None = None) -> IndicatorView:
+        """A view built from plain dicts, for tests: keys of ``current`` define the columns."""
+        names = list(current)
+        index = {name: i for i, name in enumerate(names)}
+        row = np.array([current[n] for n in names], dtype=np.float64)
+        prev_row = None if prev is None else np.array([prev.get(n, math.nan) for n in names], dtype=np.float64)
+        return cls(index, row, prev_row)
+
+    def __getitem__(self, name: str) -> float:
+        return float(self._row[self._position(name)])
+
+    def prev(self, name: str) -> float:
+        """Value of ``name`` at the previous bar of this series; NaN when there is none."""
+        i = self._position(name)
+        return math.nan if self._prev is None else float(self._prev[i])
+
+    def _position(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(f"no column {name!r} in this view (did indicators() ask for it?)") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class Strategy(ABC):
+    """Base class of every strategy (built-in, plugin, declarative).
+
+    Subclasses set ``name`` (the discovery name, ``[a-z][a-z0-9_]*``),
+    ``version`` and ``params``, and implement :meth:`indicators` and
+    :meth:`on_bar`. ``self.config`` holds the validated parameter values and
+    ``self.risk`` the :class:`Risk` settings. Per-series memory goes in
+    :meth:`series_state` (it follows the series' partition in checkpoints);
+    anything else in :meth:`save_state`/:meth:`load_state`.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, *, risk: Risk | None = None, **values: Any) -> None:
+        declared = {p.name: p for p in self.params}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown parameter {unknown[0]!r}; known: {', '.join(declared) or 'none'}")
+        config = {p.name: p.coerce(values[p.name]) if p.name in values else p.default for p in self.params}
+        self.config: Mapping[str, Any] = MappingProxyType(config)
+        self.risk = risk or Risk()
+        self._series: dict[str, dict[str, Any]] = {}
+        self.configure()
+
+    def configure(self) -> None:
+        """Called at the end of ``__init__``: check parameters together (raise :class:`ConfigError`,
+        e.g. fast >= slow) and derive what :meth:`on_bar` needs (column names). Default: nothing."""
+
+    @abstractmethod
+    def indicators(self) -> list[str]:
+        """Registry specs this strategy reads, e.g. ``["ema(9)", "ema(21)"]``. ATR for risk is added for you."""
+
+    @abstractmethod
+    def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
+        """Decide at the close of ``bar``. Pure: no I/O, no clock, no randomness; return ``[]`` for no signal."""
+
+    def required_indicators(self) -> list[str]:
+        """:meth:`indicators` plus the ATR the risk settings need, without duplicates, in order."""
+        return list(dict.fromkeys([*self.indicators(), self.risk.atr_spec]))
+
+    def on_start(self) -> None:
+        """Called once before the first bar (the place to warm up caches; not I/O-guarded)."""
+
+    def on_stop(self) -> None:
+        """Called once when the deployment is removed or the runner stops."""
+
+    def save_state(self) -> dict[str, Any]:
+        """JSON-able state beyond :meth:`series_state` for checkpoints. Default: none."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`save_state` returned. Default: nothing."""
+
+    def series_state(self, bar: Bar) -> dict[str, Any]:
+        """Mutable JSON-able dict private to this strategy and ``bar``'s series; checkpointed per symbol."""
+        return self._series.setdefault(series_key(bar.symbol, bar.timeframe.label), {})
+
+    def dump_series_state(self, chosen: Callable[[str], bool]) -> dict[str, dict[str, Any]]:
+        """The per-series states whose series key passes ``chosen`` (the runner's checkpoints)."""
+        return {key: state for key, state in self._series.items() if chosen(key)}
+
+    def merge_series_state(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Adopt per-series states from a checkpoint (series absent from ``states`` are kept)."""
+        self._series.update({key: dict(state) for key, state in states.items()})
+
+    def atr(self, ind: IndicatorView) -> float:
+        """This bar's ATR for the risk settings (NaN during warm-up)."""
+        return ind.get(self.risk.atr_column, math.nan)
+
+    def intent(self, signal_type: SignalType, bar: Bar, ind: IndicatorView, strength: float, note: str = "") -> SignalIntent:
+        """The standard intent at ``bar``'s close: target/stop from ATR x :attr:`risk` multiples.
+
+        Confidence is ``0.5 + 0.45 * clamp(strength, 0, 1)`` (NaN strength
+        counts as 0). Bullish types put the target above and the stop below
+        the close; bearish ones the other way round. While ATR is unknown
+        (warm-up) target and stop are ``None``.
+        """
+        strength = 0.0 if not strength >= 0.0 else min(strength, 1.0)
+        atr = self.atr(ind)
+        close = bar.close
+        target = stop = None
+        if math.isfinite(atr) and atr > 0:
+            sign = 1.0 if signal_type.bullish else -1.0
+            target = _positive_or_none(close + sign * self.risk.target_atr * atr)
+            stop = _positive_or_none(close - sign * self.risk.stop_atr * atr)
+        valid_until = None
+        if self.risk.valid_bars:
+            valid_until = ns_to_datetime(bar.end_ns + self.risk.valid_bars * bar.timeframe.width_ns)
+        return SignalIntent(signal_type, 0.5 + 0.45 * strength, close, target, stop, valid_until, note)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "config": dict(self.config)}
+
+
+def _positive_or_none(price: float) -> float | None:
+    return price if price > 0 else None
+
+
+def series_key(symbol: str, timeframe_label: str) -> str:
+    """The string key of a series in snapshots: ``"RELIANCE|5m"``."""
+    return f"{symbol}|{timeframe_label}"
+
+
+def crossed_above(ind: IndicatorView, left: str, right: str | float) -> bool:
+    """Previous bar ``left <= right`` and current bar ``left > right`` (False while any value is NaN)."""
+    now_l, prev_l = ind[left], ind.prev(left)
+    now_r, prev_r = (ind[right], ind.prev(right)) if isinstance(right, str) else (right, right)
+    return prev_l <= prev_r and now_l > now_r
+
+
+def crossed_below(ind: IndicatorView, left: str, right: str | float) -> bool:
+    """Previous bar ``left >= right`` and current bar ``left < right`` (False while any value is NaN)."""
+    now_l, prev_l = ind[left], ind.prev(left)
+    now_r, prev_r = (ind[right], ind.prev(right)) if isinstance(right, str) else (right, right)
+    return prev_l >= prev_r and now_l < now_r
+
+
+def confidence_from(strength: float) -> float:
+    """Built-ins' confidence: ``0.5 + 0.45 * clamp(strength, 0, 1)``; NaN strength counts as 0."""
+    return 0.5 + 0.45 * (min(strength, 1.0) if strength > 0.0 else 0.0)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``|numerator| / denominator``, or NaN when the denominator is not a positive number."""
+    return abs(numerator) / denominator if denominator > 0 else math.nan

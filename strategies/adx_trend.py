@@ -1,0 +1,52 @@
+"""``adx_trend``: BUY when +DI crosses above -DI while ADX > threshold; SELL when -DI crosses above +DI while ADX > threshold.
+
++DI, -DI and ADX are TA-Lib's (Wilder smoothing) over ``period``. Cross
+above: previous bar ``+DI <= -DI`` and current bar ``+DI > -DI`` (and the
+mirror for SELL); ADX is read at the current bar. Signals at bar close.
+Confidence: ``0.5 + 0.45 * min(1, (ADX - threshold) / 25)`` — the stronger the trend, the higher.
+"""
+
+from __future__ import annotations
+
+from engine.domain import Bar
+from engine.strategy.api import (
+    IndicatorView,
+    Param,
+    SignalIntent,
+    SignalType,
+    Strategy,
+    confidence_from,
+    crossed_above,
+)
+from engine.strategy.specs import column_of
+
+
+class AdxTrend(Strategy):
+    """Directional movement crossover in a trending market."""
+
+    name = "adx_trend"
+    version = "1.0.0"
+    params = (
+        Param("period", int, 14, min=2, max=500, help="DMI / ADX period"),
+        Param("threshold", float, 25.0, min=0.0, max=100.0, help="minimum ADX for a signal"),
+    )
+
+    def configure(self) -> None:
+        self.plus, self.minus, self.adx = (column_of(spec) for spec in self.indicators())
+
+    def indicators(self) -> list[str]:
+        n = self.config["period"]
+        return [f"plus_di({n})", f"minus_di({n})", f"adx({n})"]
+
+    def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
+        threshold = self.config["threshold"]
+        if not ind[self.adx] > threshold:
+            return []
+        if crossed_above(ind, self.plus, self.minus):
+            signal = SignalType.BUY
+        elif crossed_above(ind, self.minus, self.plus):
+            signal = SignalType.SELL
+        else:
+            return []
+        strength = (ind[self.adx] - threshold) / 25.0
+        return [self.intent(signal, bar, ind, confidence_from(strength))]

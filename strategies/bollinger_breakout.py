@@ -1,0 +1,51 @@
+"""``bollinger_breakout``: BUY when close crosses above the upper band, SELL when it crosses below the lower band.
+
+Bands are TA-Lib BBANDS(period, stddev, stddev, SMA). Cross above the upper
+band: previous bar ``close <= upper`` and current bar ``close > upper``;
+crossing below the lower band mirrors it. Signals at bar close. Confidence:
+``0.5 + 0.45 * min(1, |close - band| / ATR)`` — how far the close broke out.
+"""
+
+from __future__ import annotations
+
+from engine.domain import Bar
+from engine.strategy.api import (
+    IndicatorView,
+    Param,
+    SignalIntent,
+    SignalType,
+    Strategy,
+    confidence_from,
+    crossed_above,
+    crossed_below,
+    ratio,
+)
+from engine.strategy.specs import column_of
+
+
+class BollingerBreakout(Strategy):
+    """Close breaks out of the Bollinger bands."""
+
+    name = "bollinger_breakout"
+    version = "1.0.0"
+    params = (
+        Param("period", int, 20, min=2, max=500, help="moving average period"),
+        Param("stddev", float, 2.0, min=0.1, max=10.0, help="band width in standard deviations"),
+    )
+
+    def configure(self) -> None:
+        self.upper, self.lower = (column_of(spec) for spec in self.indicators())
+
+    def indicators(self) -> list[str]:
+        base = f"bbands({self.config['period']},{self.config['stddev']})"
+        return [f"{base}.upper", f"{base}.lower"]
+
+    def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
+        if crossed_above(ind, "close", self.upper):
+            signal, band = SignalType.BUY, self.upper
+        elif crossed_below(ind, "close", self.lower):
+            signal, band = SignalType.SELL, self.lower
+        else:
+            return []
+        strength = ratio(bar.close - ind[band], self.atr(ind))
+        return [self.intent(signal, bar, ind, confidence_from(strength))]

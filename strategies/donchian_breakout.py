@@ -1,0 +1,38 @@
+"""``donchian_breakout``: BUY when close > the highest high of the previous ``period`` bars,
+SELL when close < the lowest low of the previous ``period`` bars.
+
+The channel excludes the current bar (registry ``highest_high(n)`` /
+``lowest_low(n)``), so the first signal can come at bar ``period + 1``.
+Every bar that closes outside the channel signals. Confidence:
+``0.5 + 0.45 * min(1, |close - channel| / ATR)``.
+"""
+
+from __future__ import annotations
+
+from engine.domain import Bar
+from engine.strategy.api import IndicatorView, Param, SignalIntent, SignalType, Strategy, confidence_from, ratio
+from engine.strategy.specs import column_of
+
+
+class DonchianBreakout(Strategy):
+    """Close breaks the previous N bars' range."""
+
+    name = "donchian_breakout"
+    version = "1.0.0"
+    params = (Param("period", int, 20, min=1, max=1000, help="channel length in bars"),)
+
+    def configure(self) -> None:
+        self.high, self.low = (column_of(spec) for spec in self.indicators())
+
+    def indicators(self) -> list[str]:
+        n = self.config["period"]
+        return [f"highest_high({n})", f"lowest_low({n})"]
+
+    def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
+        if bar.close > ind[self.high]:
+            signal, level = SignalType.BUY, ind[self.high]
+        elif bar.close < ind[self.low]:
+            signal, level = SignalType.SELL, ind[self.low]
+        else:
+            return []
+        return [self.intent(signal, bar, ind, confidence_from(ratio(bar.close - level, self.atr(ind))))]

@@ -142,8 +142,10 @@ def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> Dec
 def _split(data: bytes) -> list[bytes]:
     """Lines of a message; a pretty-printed single tick object stays one line."""
     lines = data.split(b"\n")
-    if len(lines) > 1 and not _parses_as_object(lines[0]) and _parses_as_object(data):
-        return [data]
+    if len(lines) > 1:
+        first = next((ln for ln in lines if ln.strip()), b"")
+        if first and not _parses_as_object(first) and _parses_as_object(data):
+            return [data]
     return lines
 
 

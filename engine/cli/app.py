@@ -23,7 +23,10 @@ COMMAND_MODULES = [
     "engine.cli.services_cmd",
     "engine.cli.db_cmd",
     "engine.cli.up_cmd",
+    "engine.cli.pipeline_cmd",
     "engine.cli.bars_cmd",
+    "engine.cli.strategy_cmd",
+    "engine.cli.backtest_cmd",
 ]
 
 

@@ -342,6 +342,10 @@ class Strategy(ABC):
         """Adopt per-series states from a checkpoint (series absent from ``states`` are kept)."""
         self._series.update({key: dict(state) for key, state in states.items()})
 
+    def drop_series_state(self, chosen: Callable[[str], bool]) -> None:
+        """Forget the per-series states whose series key passes ``chosen``."""
+        self._series = {key: state for key, state in self._series.items() if not chosen(key)}
+
     def atr(self, ind: IndicatorView) -> float:
         """This bar's ATR for the risk settings (NaN during warm-up)."""
         return ind.get(self.risk.atr_column, math.nan)
@@ -537,6 +541,10 @@ class Strategy(ABC):
     def merge_series_state(self, states: Mapping[str, Mapping[str, Any]]) -> None:
         """Adopt per-series states from a checkpoint (series absent from ``states`` are kept)."""
         self._series.update({key: dict(state) for key, state in states.items()})
+
+    def drop_series_state(self, chosen: Callable[[str], bool]) -> None:
+        """Forget the per-series states whose series key passes ``chosen``."""
+        self._series = {key: state for key, state in self._series.items() if not chosen(key)}
 
     def atr(self, ind: IndicatorView) -> float:
         """This bar's ATR for the risk settings (NaN during warm-up)."""

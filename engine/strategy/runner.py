@@ -308,6 +308,14 @@ class StrategyRunner:
         self._prev = {k: _remap(row, self._layout.columns, layout) for k, row in self._prev.items()}
         self._layout = layout
 
+    def forget(self, symbols: Iterable[str]) -> None:
+        """Drop the previous rows and per-series strategy state of ``symbols`` (a partition given up)."""
+        gone = set(symbols)
+        chosen = lambda key: key.split("|", 1)[0] in gone  # noqa: E731
+        self._prev = {k: row for k, row in self._prev.items() if not chosen(k)}
+        for slot in self._slots.values():
+            slot.deployment.strategy.drop_series_state(chosen)
+
     def snapshot(self, symbols: Iterable[str] | None = None) -> bytes:
         """JSON bytes of the previous rows and deployment states, limited to ``symbols`` if given.
 

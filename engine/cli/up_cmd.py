@@ -1,33 +1,60 @@
-"""``sharewise up``: the main job — services, schema, demo tenant, topics, and a live status panel."""
+"""``sharewise up``: the main job — services, schema, demo tenant, feed, worker, sinks, live panel.
+
+``--replay FILE --until-drained --json`` replays a tick file instead of the synthetic feed,
+waits until every tick is processed and every sink has committed, prints one JSON object
+``{"ticks": N, "dlq": N, "bars": N, "signals": N}`` (counts of this run) and exits 0.
+``--until-drained`` assumes this process's worker is the only member of its consumer group.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
+from pathlib import Path
+from typing import Any
 
+import orjson
 import typer
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from engine.cli.console import clean_errors, out
+from engine.cli.assemble import active_deployments, make_worker, prepare
+from engine.cli.console import clean_errors, err, out
+from engine.cli.logs import setup_logging
+from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event
 from engine.cli.runtime import Runtime, services
+from engine.errors import ConfigError
 from engine.settings import Settings
+
+OUTPUT_TOPICS = ("market.bars", "signals", "notifications")
 
 
 @clean_errors
-def up() -> None:
+def up(
+    replay: Path = typer.Option(None, "--replay", help="Replay this tick file (CSV or JSONL) instead of the synthetic feed."),
+    until_drained: bool = typer.Option(False, "--until-drained", help="With --replay: exit once every tick is processed and every sink committed."),
+    json_out: bool = typer.Option(False, "--json", help="With --until-drained: print one JSON summary on stdout."),
+    speed: float = typer.Option(60.0, "--speed", min=0.01, help="Synthetic feed: market seconds per wall second."),
+    rate: float = typer.Option(2000.0, "--rate", min=1.0, help="Synthetic feed: ticks per wall second."),
+) -> None:
     """Start everything (embedded broker and database unless external ones are set) and show live status until Ctrl-C."""
+    if until_drained and replay is None:
+        raise ConfigError("--until-drained needs --replay FILE")
+    if replay is not None and not replay.is_file():
+        raise ConfigError(f"{replay}: no such file")
     settings = Settings.from_env()
+    setup_logging(settings, "up", stderr_level=30 if not json_out else 40)
     _terminate_as_interrupt()
     try:
         with services(settings) as runtime:
-            asyncio.run(_run(settings, runtime))
+            asyncio.run(_run(settings, runtime, replay, until_drained, json_out, speed, rate))
     except KeyboardInterrupt:
         pass
-    out.print("stopped cleanly")
+    if not json_out:
+        out.print("stopped cleanly")
 
 
 def _terminate_as_interrupt() -> None:
@@ -39,45 +66,104 @@ def _terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-async def _run(settings: Settings, runtime: Runtime) -> None:
-    from db.migrate import migrate
+async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drained: bool, json_out: bool,
+               speed: float, rate: float) -> None:
     from db.seed_demo import seed_demo
-    from streams.admin import ensure_topics
-    from streams.topics import ENGINE_TOPICS
 
-    assert runtime.dsn and runtime.bootstrap
-    applied = await migrate(runtime.dsn)
-    out.print(f"schema: {len(applied)} migration(s) applied" if applied else "schema: up to date")
-    await seed_demo(runtime.dsn)
-    out.print("demo tenant: demo@sharewise.local ready")
-    await ensure_topics(runtime.bootstrap, {name: settings.partitions for name in ENGINE_TOPICS})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    assert rt.dsn and rt.bootstrap
+    say = err.print if json_out else out.print
+    applied = await prepare(settings, rt.dsn, rt.bootstrap)
+    say(f"schema: {len(applied)} migration(s) applied" if applied else "schema: up to date")
+    await seed_demo(rt.dsn)
+    deployments, _ = await active_deployments(rt.dsn)
+    say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
+    stop = stop_event()
+    worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments)
+    baseline = await _marks(rt.bootstrap, ("market.ticks", *OUTPUT_TOPICS))
+    await worker.start()
+    try:
+        if until_drained:
+            assert replay is not None
+            await run_replay(rt.bootstrap, settings, replay, show_progress=not json_out)
+            await _drain(worker, rt.bootstrap, baseline, stop)
+            summary = {"ticks": worker.stats.ticks, "dlq": sum(worker.stats.dlq.values()),
+                       "bars": worker.stats.bars, "signals": worker.stats.signals}
+            print(orjson.dumps(summary).decode()) if json_out else out.print(summary)
+            return
+        feed = (run_replay(rt.bootstrap, settings, replay, show_progress=False) if replay else
+                run_synth(rt.bootstrap, settings, symbols=52, rate=rate, speed=speed, stop=stop))
+        feed_task = asyncio.create_task(feed)
+        await _live(settings, rt, worker, stop, feed_task)
+        feed_task.cancel()
+        await asyncio.gather(feed_task, return_exceptions=True)
+    finally:
+        await worker.stop()
+
+
+async def _marks(bootstrap: str, topics: tuple[str, ...]) -> dict[str, dict[int, int]]:
+    from streams.admin import high_watermarks
+
+    return {t: await high_watermarks(bootstrap, t) for t in topics}
+
+
+async def _wait_caught_up(worker: Any, topic: str, before: dict[int, int], after: dict[int, int],
+                          stop: asyncio.Event) -> None:
+    """Until the worker has passed ``after`` on every partition that grew since ``before``."""
+    todo = {p: h for p, h in after.items() if h > before.get(p, 0)}
+    while not stop.is_set():
+        done = worker.positions.get(topic, {})
+        if all(done.get(p, 0) >= h for p, h in todo.items()):
+            return
+        await asyncio.sleep(0.05)
+    raise KeyboardInterrupt
+
+
+async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]], stop: asyncio.Event) -> None:
+    """Every replayed tick processed, every open bar closed, every output committed by its sink."""
+    ticks_now = await _marks(bootstrap, ("market.ticks",))
+    await _wait_caught_up(worker, "market.ticks", baseline["market.ticks"], ticks_now["market.ticks"], stop)
+    await worker.flush_bars()
+    outputs_now = await _marks(bootstrap, OUTPUT_TOPICS)
+    for topic in OUTPUT_TOPICS:
+        await _wait_caught_up(worker, topic, baseline[topic], outputs_now[topic], stop)
+
+
+async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Event, feed: asyncio.Task) -> None:
     started = time.monotonic()
-    with Live(await _panel(settings, runtime, started), console=out, refresh_per_second=2, transient=False) as live:
+    last = (started, 0)
+    with Live(console=out, refresh_per_second=2) as live:
         while not stop.is_set():
+            now = time.monotonic()
+            rate = (worker.stats.ticks - last[1]) / max(now - last[0], 1e-9)
+            last = (now, worker.stats.ticks)
+            live.update(await _panel(settings, rt, worker, rate, int(now - started), feed))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
-                live.update(await _panel(settings, runtime, started))
+                pass
     out.print("stopping…")
 
 
-async def _panel(settings: Settings, runtime: Runtime, started: float) -> Panel:
-    from streams.admin import high_watermarks, list_topics
+async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, uptime: int, feed: asyncio.Task) -> Panel:
+    from streams.admin import high_watermarks
 
+    st = worker.stats
     svc = Table("service", "origin", "address", box=None)
-    svc.add_row("kafka", runtime.origin.get("kafka", "-"), runtime.bootstrap or "-")
-    svc.add_row("postgres", runtime.origin.get("database", "-"), settings.describe()["database"]
-                if settings.database_url else str(settings.pgdata))
-    topics = Table("topic", "partitions", "messages", box=None)
-    for name, partitions in sorted((await list_topics(runtime.bootstrap)).items()):
-        marks = await high_watermarks(runtime.bootstrap, name)
-        topics.add_row(name, str(partitions), str(sum(marks.values())))
-    uptime = int(time.monotonic() - started)
-    return Panel(Group(svc, topics), title=f"sharewise up — {uptime}s — Ctrl-C to stop", border_style="green")
+    svc.add_row("kafka", rt.origin.get("kafka", "-"), rt.bootstrap or "-")
+    svc.add_row("postgres", rt.origin.get("database", "-"),
+                settings.describe()["database"] if settings.database_url else str(settings.pgdata))
+    flow = Table("ticks/s", "ticks", "DLQ", "bars", "signals", "notifications", "sink backlog", box=None)
+    dlq = ", ".join(f"{k} {v}" for k, v in sorted(st.dlq.items())) or "0"
+    flow.add_row(f"{rate:,.0f}", f"{st.ticks:,}", dlq, f"{st.bars:,}", f"{st.signals:,}", f"{st.notifications:,}",
+                 str(st.sink_backlog))
+    lag = Table("topic", "messages", "consumer lag", box=None)
+    for topic in ("market.ticks", *OUTPUT_TOPICS):
+        marks = await high_watermarks(rt.bootstrap, topic)
+        done = worker.positions.get(topic, {})
+        lag.add_row(topic, f"{sum(marks.values()):,}", f"{sum(max(h - done.get(p, h), 0) for p, h in marks.items()):,}")
+    feed_state = "feed: running" if not feed.done() else f"feed: finished ({feed.exception() or 'ok'})"
+    title = f"sharewise up — {uptime}s — {feed_state} — Ctrl-C to stop"
+    return Panel(Group(svc, flow, lag), title=title, border_style="green")
 
 
 def register(app: typer.Typer) -> None:

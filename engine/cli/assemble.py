@@ -1,0 +1,61 @@
+"""Wiring the engine from its parts: schema, topics, active strategies, the worker. Used by ``up`` and ``worker``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from engine.instruments import InstrumentRegistry, load_instruments
+from engine.pipeline import SignalPipeline
+from engine.settings import Settings
+from engine.strategy.deployments import InvalidStrategyRow, deployments_from_rows
+from engine.strategy.runner import Deployment, StrategyRunner
+
+log = logging.getLogger("sharewise")
+
+ENGINE_TOPICS = ("market.ticks", "market.ticks.dlq", "market.bars", "signals", "orders", "notifications")
+
+_ACTIVE_STRATEGIES = (
+    "SELECT id, user_id, name, parameters, entry_conditions, exit_conditions, risk_management, is_active"
+    " FROM strategies_strategy WHERE is_active ORDER BY created_at, id"
+)
+
+
+async def prepare(settings: Settings, dsn: str, bootstrap: str) -> list[str]:
+    """Migrate the schema and create the engine's topics; return the migrations applied."""
+    from db.migrate import migrate
+    from streams.admin import ensure_topics
+
+    applied = await migrate(dsn)
+    await ensure_topics(bootstrap, {name: settings.partitions for name in ENGINE_TOPICS})
+    return applied
+
+
+async def active_deployments(dsn: str) -> tuple[list[Deployment], list[InvalidStrategyRow]]:
+    """The active strategies of every user, ready to run; invalid rows come back as errors."""
+    from db.connect import connect
+
+    conn = await connect(dsn)
+    try:
+        rows = [dict(r) for r in await conn.fetch(_ACTIVE_STRATEGIES)]
+    finally:
+        await conn.close()
+    for row in rows:
+        row["id"], row["user_id"] = str(row["id"]), str(row["user_id"]) if row["user_id"] else None
+    errors: list[InvalidStrategyRow] = []
+    deployments = deployments_from_rows(rows, errors)
+    for err in errors:
+        log.warning("strategy row skipped: %s", err)
+    return deployments, errors
+
+
+def make_worker(settings: Settings, bootstrap: str, dsn: str, deployments: list[Deployment], **kw: Any) -> Any:
+    """An :class:`streams.worker.EngineWorker` running ``deployments`` on the configured instruments."""
+    from streams.worker import EngineWorker
+
+    registry: InstrumentRegistry = load_instruments(settings)
+
+    def make_pipeline() -> SignalPipeline:
+        return SignalPipeline(registry, StrategyRunner(deployments), lateness_s=settings.allowed_lateness_s)
+
+    return EngineWorker(settings, bootstrap, dsn, registry, make_pipeline, **kw)

@@ -1,0 +1,29 @@
+"""Logging set-up for long-running commands: a file under ``$SHAREWISE_HOME/logs``, warnings on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from engine.settings import Settings, redact
+
+
+class _Redacting(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup_logging(settings: Settings, name: str, *, stderr_level: int = logging.WARNING) -> None:
+    """Root logger at the configured level (never DEBUG by accident: aiokafka's debug records cost 13%)."""
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    fmt = _Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    to_file = logging.FileHandler(settings.log_dir / f"{name}.log")
+    to_file.setFormatter(fmt)
+    to_err = logging.StreamHandler(sys.stderr)
+    to_err.setFormatter(fmt)
+    to_err.setLevel(stderr_level)
+    root = logging.getLogger()
+    root.handlers[:] = [to_file, to_err]
+    root.setLevel(settings.log_level)
+    for noisy in ("aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))

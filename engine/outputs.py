@@ -1,0 +1,166 @@
+"""What the pipeline emits, as wire messages and database rows, with deterministic ids.
+
+* a bar's id is ``uuid5(BAR_NAMESPACE, "symbol|timeframe|bar_time")``;
+* a signal's id is ``uuid5(SIGNAL_NAMESPACE, "user|strategy|symbol|timeframe|bar_time")``, where
+  strategy is the ``strategies_strategy`` id (or the strategy name for a deployment without a row);
+* a notification's id is ``uuid5(NOTIFICATION_NAMESPACE, signal id)`` (or of the failure it reports).
+
+Replaying the same ticks therefore yields the same ids, and the sinks' ``ON CONFLICT DO
+NOTHING`` drops the repeats. Message formats: ``docs/topics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Sequence
+
+import numpy as np
+import orjson
+
+from engine.domain import Bar
+from engine.indicators import DEFAULT_COLUMNS
+from engine.strategy.runner import EmittedSignal, StrategyFailure
+from engine.strategy.signals import SignalRecord, round_price, signal_record
+
+BAR_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e01")
+SIGNAL_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e02")
+NOTIFICATION_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e03")
+
+
+def bar_id(bar: Bar) -> uuid.UUID:
+    return uuid.uuid5(BAR_NAMESPACE, f"{bar.symbol}|{bar.timeframe.label}|{bar.time.isoformat()}")
+
+
+def bar_message(bar: Bar, row: np.ndarray, positions: np.ndarray) -> dict[str, Any]:
+    """The ``market.bars`` object of a closed bar; ``positions`` picks the default columns out of ``row``."""
+    return {
+        "symbol": bar.symbol,
+        "timeframe": bar.timeframe.label,
+        "time": bar.time.isoformat(),
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+        "indicators": {name: _finite(row[p]) for name, p in zip(DEFAULT_COLUMNS, positions)},
+    }
+
+
+def bars_packet(bars: Sequence[Bar], rows: np.ndarray, positions: np.ndarray) -> bytes:
+    """Newline-delimited ``market.bars`` objects."""
+    return b"\n".join(orjson.dumps(bar_message(b, r, positions)) for b, r in zip(bars, rows))
+
+
+def marketdata_record(msg: dict[str, Any]) -> tuple[Any, ...]:
+    """An ``analytics_marketdata`` row (sinks.postgres.MARKETDATA order) from a ``market.bars`` object."""
+    time = datetime.fromisoformat(msg["time"])
+    ident = uuid.uuid5(BAR_NAMESPACE, f"{msg['symbol']}|{msg['timeframe']}|{msg['time']}")
+    return (
+        ident, msg["symbol"], time, round_price(msg["open"]), round_price(msg["high"]), round_price(msg["low"]),
+        round_price(msg["close"]), int(round(msg["volume"])), msg["timeframe"],
+        orjson.dumps(msg["indicators"]).decode(),
+    )  # fmt: skip
+
+
+def signal_id(rec: SignalRecord) -> uuid.UUID:
+    strategy = rec.strategy_id or rec.strategy_name
+    return uuid.uuid5(SIGNAL_NAMESPACE, f"{rec.user_id}|{strategy}|{rec.symbol}|{rec.timeframe}|{rec.bar_time.isoformat()}")
+
+
+def signal_message(signal: EmittedSignal, now: datetime | None = None) -> dict[str, Any]:
+    """The ``signals`` object: ``trading_signal`` columns plus ``timeframe`` and ``bar_time``."""
+    rec = signal_record(signal)
+    stamp = (now or datetime.now(timezone.utc)).isoformat()
+    return {
+        "id": str(signal_id(rec)),
+        "timestamp": rec.bar_time.isoformat(),
+        "symbol": rec.symbol,
+        "strategy_name": rec.strategy_name,
+        "signal_type": rec.signal_type,
+        "confidence_score": _text(rec.confidence_score),
+        "entry_price": _text(rec.entry_price),
+        "target_price": _text(rec.target_price),
+        "stop_loss": _text(rec.stop_loss),
+        "valid_until": rec.valid_until.isoformat() if rec.valid_until else None,
+        "backtest_result": {},
+        "executed": False,
+        "executed_price": None,
+        "user_id": rec.user_id,
+        "created_by_strategy_id": rec.strategy_id,
+        "market_data": dict(rec.market_data),
+        "created_at": stamp,
+        "updated_at": stamp,
+        "timeframe": rec.timeframe,
+        "bar_time": rec.bar_time.isoformat(),
+    }
+
+
+def signal_row(msg: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``trading_signal`` row (sinks.postgres.SIGNALS order) from a ``signals`` object."""
+    return (
+        uuid.UUID(msg["id"]), datetime.fromisoformat(msg["timestamp"]), msg["symbol"], msg["strategy_name"],
+        msg["signal_type"], _dec(msg["confidence_score"]), _dec(msg["entry_price"]), _dec(msg["target_price"]),
+        _dec(msg["stop_loss"]), datetime.fromisoformat(msg["valid_until"]) if msg["valid_until"] else None,
+        _uuid(msg["user_id"]), _uuid(msg["created_by_strategy_id"]), orjson.dumps(msg["market_data"]).decode(),
+    )  # fmt: skip
+
+
+def signal_notification(msg: dict[str, Any]) -> dict[str, Any]:
+    """The owner's notification of a signal (one per signal)."""
+    title = f"{msg['signal_type']} {msg['symbol']} ({msg['strategy_name']}, {msg['timeframe']})"
+    parts = [f"entry {msg['entry_price']}"]
+    parts += [f"target {msg['target_price']}"] if msg["target_price"] else []
+    parts += [f"stop {msg['stop_loss']}"] if msg["stop_loss"] else []
+    confidence = float(msg["confidence_score"])
+    return _notification(
+        uuid.uuid5(NOTIFICATION_NAMESPACE, msg["id"]), msg["user_id"], title,
+        f"{title} at bar {msg['bar_time']}: {', '.join(parts)}, confidence {msg['confidence_score']}.",
+        "SIGNAL", "HIGH" if confidence >= 0.8 else "MEDIUM", msg["created_at"],
+    )  # fmt: skip
+
+
+def failure_notification(failure: StrategyFailure) -> dict[str, Any] | None:
+    """The owner's notification of a strategy failure; None for a deployment without an owner."""
+    if failure.user_id is None:
+        return None
+    key = f"failure|{failure.user_id}|{failure.strategy_id}|{failure.kind}|{failure.symbol}|{failure.bar_time}"
+    title = f"Strategy {failure.strategy_name} {'disabled' if failure.disabled else 'failed'}"
+    return _notification(
+        uuid.uuid5(NOTIFICATION_NAMESPACE, key), failure.user_id, title[:200], failure.message, "SYSTEM",
+        "URGENT" if failure.disabled else "HIGH", datetime.now(timezone.utc).isoformat(),
+    )  # fmt: skip
+
+
+def _notification(ident: uuid.UUID, user_id: str, title: str, message: str, kind: str, priority: str,
+                  created_at: str) -> dict[str, Any]:
+    return {
+        "id": str(ident), "user_id": user_id, "title": title, "message": message, "notification_type": kind,
+        "priority": priority, "is_read": False, "delivery_methods": ["in_app"], "created_at": created_at,
+    }  # fmt: skip
+
+
+def notification_row(msg: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``notifications_notification`` row (sinks.postgres.NOTIFICATIONS order)."""
+    return (
+        uuid.UUID(msg["id"]), uuid.UUID(msg["user_id"]), msg["title"], msg["message"], msg["notification_type"],
+        msg["priority"], orjson.dumps(msg["delivery_methods"]).decode(), datetime.fromisoformat(msg["created_at"]),
+    )  # fmt: skip
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _text(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+def _dec(s: str | None) -> Decimal | None:
+    return None if s is None else Decimal(s)
+
+
+def _uuid(s: str | None) -> uuid.UUID | None:
+    return None if s is None else uuid.UUID(s)

@@ -1,0 +1,132 @@
+"""Feeds that produce to ``market.ticks``: tick packets, one partition per packet.
+
+Every line goes to the partition Kafka's default partitioner gives for key = its symbol
+(murmur2), so a symbol's ticks stay in order on one partition whether they come alone or
+packed. Lines whose symbol cannot be read (bad JSON) still go somewhere — partition 0 —
+because the worker, not the feed, judges them and dead-letters them with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import math
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from engine.errors import ConfigError
+from engine.partitioner import partition_for
+
+TICKS = "market.ticks"
+
+
+class PacketProducer:
+    """Packs lines per partition into newline-delimited packets of up to ``max_ticks`` and sends them."""
+
+    def __init__(self, bootstrap: str, partitions: int, *, max_ticks: int = 100) -> None:
+        self.partitions = partitions
+        self.max_ticks = max_ticks
+        self.sent_lines = 0
+        self.sent_packets = 0
+        self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._pending: list[asyncio.Future] = []
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144,
+                                          acks=1, enable_idempotence=False)
+
+    async def __aenter__(self) -> PacketProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def add(self, line: bytes, symbol: str | None) -> None:
+        p = partition_for(symbol, self.partitions) if symbol else 0
+        buf = self._buffers[p]
+        buf.append(line)
+        if len(buf) >= self.max_ticks:
+            await self._send(p)
+
+    async def _send(self, p: int) -> None:
+        buf = self._buffers[p]
+        if not buf:
+            return
+        self._pending.append(await self._producer.send(TICKS, b"\n".join(buf), partition=p))
+        self.sent_lines += len(buf)
+        self.sent_packets += 1
+        self._buffers[p] = []
+        if len(self._pending) > 1000:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+
+    async def flush(self) -> None:
+        """Send every buffered packet and wait until the broker has them all."""
+        for p in range(self.partitions):
+            await self._send(p)
+        await self._settle()
+
+
+def replay_lines(path: Path) -> Iterator[tuple[bytes, str | None]]:
+    """(line bytes, symbol or None) for each tick of a CSV (``time,symbol,price,qty``) or JSONL file.
+
+    CSV rows become tick JSON (values that are not numbers stay strings, so the worker rejects
+    them with a reason); JSONL lines are passed on byte for byte.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        yield from _jsonl(path)
+    else:
+        yield from _csv(path)
+
+
+def _jsonl(path: Path) -> Iterator[tuple[bytes, str | None]]:
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+                symbol = doc.get("symbol") if isinstance(doc, dict) else None
+            except orjson.JSONDecodeError:
+                symbol = None
+            yield line, symbol if isinstance(symbol, str) else None
+
+
+def _csv(path: Path) -> Iterator[tuple[bytes, str | None]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"time", "symbol", "price", "qty"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))} (want time,symbol,price,qty)")
+        for row in reader:
+            tick = {"symbol": row["symbol"], "time": row["time"], "price": _number(row["price"]),
+                    "qty": _number(row["qty"])}
+            yield orjson.dumps(tick), row["symbol"]
+
+
+def _number(text: str | None) -> float | str | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def count_lines(path: Path) -> int:
+    """Rough number of ticks in ``path`` (for progress bars)."""
+    with path.open("rb") as fh:
+        n = sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
+    return max(n - (0 if path.suffix.lower() in {".jsonl", ".ndjson", ".json"} else 1), 0)

@@ -71,12 +71,12 @@ def start_postgres(settings: Settings, *, keep_running: bool = False) -> str:
         _drop_stale_pidfile(pgdata)
         if _live_postmaster(pgdata) is None:
             _forget_instance(wheel, pgdata)  # stopped by another process since we got it
-        if keep_running:
-            (pgdata / KEEP_MARKER).touch()
     try:
         server = wheel.get_server(pgdata, cleanup_mode="stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
         raise ServiceUnavailable("PostgreSQL", str(pgdata), f"the server did not start, see {pgdata / 'log'}") from exc
+    if keep_running:
+        (pgdata / KEEP_MARKER).touch()
     _register_exit_hook(server)
     _exit_cleanly_on_sigterm()
     return _dsn(server.get_postmaster_info())

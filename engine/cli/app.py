@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "engine.cli.bars_cmd",
     "engine.cli.strategy_cmd",
     "engine.cli.backtest_cmd",
+    "engine.cli.feed_cmd",
 ]
 
 

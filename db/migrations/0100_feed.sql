@@ -1,0 +1,89 @@
+-- Websocket feed bookkeeping (schema "engine"): durable per-user, per-channel message
+-- history with its seq numbers, the Kafka positions of the feed servers, and API tokens.
+CREATE SCHEMA IF NOT EXISTS engine;
+
+-- The latest seq handed out per (user, channel). Bars use the nil UUID as user:
+-- one sequence shared by every client of the bars channel.
+CREATE TABLE engine.feed_cursor (
+    user_id   UUID    NOT NULL,
+    channel   TEXT    NOT NULL,
+    last_seq  BIGINT  NOT NULL CHECK (last_seq >= 0),
+    PRIMARY KEY (user_id, channel)
+);
+
+-- Every message sent on the feed, retained for resume (since_seq). A message id appears
+-- once per stream whatever Kafka redelivers; seq is 1, 2, 3, ... with no hole except the
+-- oldest ones removed by retention (always a prefix).
+CREATE TABLE engine.feed_message (
+    user_id     UUID        NOT NULL,
+    channel     TEXT        NOT NULL,
+    seq         BIGINT      NOT NULL CHECK (seq > 0),
+    message_id  TEXT        NOT NULL,
+    symbol      TEXT,
+    payload     TEXT        NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (user_id, channel, seq),
+    UNIQUE (user_id, channel, message_id)
+);
+CREATE INDEX feed_message_created_at ON engine.feed_message (created_at);
+
+-- Where the feed servers have read each topic partition to (shared: a new server starts
+-- here; everything before it already has its seq).
+CREATE TABLE engine.feed_offset (
+    topic        TEXT    NOT NULL,
+    partition    INTEGER NOT NULL,
+    next_offset  BIGINT  NOT NULL CHECK (next_offset >= 0),
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    PRIMARY KEY (topic, partition)
+);
+
+-- Tokens issued by `sharewise token create`. A token opens a session only while its row
+-- exists, is not revoked and has not expired (the JWT's own exp is checked too).
+CREATE TABLE engine.api_token (
+    jti         UUID        PRIMARY KEY,
+    user_id     UUID        NOT NULL REFERENCES public.users_customuser(id) ON DELETE CASCADE,
+    channels    TEXT[]      NOT NULL,
+    issued_at   TIMESTAMPTZ NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    revoked_at  TIMESTAMPTZ
+);
+CREATE INDEX api_token_user ON engine.api_token (user_id);
+
+-- Give each message of a batch its seq: the existing one if the (user, channel, message id)
+-- was seen before, else the next number of that stream. Every stream of the batch is locked
+-- first (transaction-level advisory locks, taken in one global order so two servers never
+-- deadlock), so concurrent servers agree on every seq and a stream's seqs commit in order.
+-- Returns one row per input element: its 1-based position, its seq, and whether it is new.
+CREATE FUNCTION engine.feed_append(p_user UUID[], p_channel TEXT[], p_message TEXT[],
+                                   p_symbol TEXT[], p_payload TEXT[])
+RETURNS TABLE (ord INTEGER, seq BIGINT, fresh BOOLEAN)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    lock_key  BIGINT;
+    found_seq BIGINT;
+BEGIN
+    FOR lock_key IN
+        SELECT DISTINCT hashtextextended(k.u::text || '/' || k.c, 0)
+        FROM unnest(p_user, p_channel) AS k(u, c) ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(lock_key);
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(p_user, 1), 0) LOOP
+        SELECT m.seq INTO found_seq FROM engine.feed_message m
+         WHERE m.user_id = p_user[i] AND m.channel = p_channel[i] AND m.message_id = p_message[i];
+        fresh := NOT FOUND;
+        IF fresh THEN
+            INSERT INTO engine.feed_cursor AS c (user_id, channel, last_seq)
+            VALUES (p_user[i], p_channel[i], 1)
+            ON CONFLICT (user_id, channel) DO UPDATE SET last_seq = c.last_seq + 1
+            RETURNING c.last_seq INTO found_seq;
+            INSERT INTO engine.feed_message (user_id, channel, seq, message_id, symbol, payload)
+            VALUES (p_user[i], p_channel[i], found_seq, p_message[i], p_symbol[i], p_payload[i]);
+        END IF;
+        ord := i;
+        seq := found_seq;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;

@@ -1,0 +1,159 @@
+"""Signed access tokens for the websocket feed: JWT HS256, signed and checked with PyJWT.
+
+A token carries ``sub`` (the user's ``users_customuser.id``), ``jti`` (a random UUID, the
+handle used to revoke it), ``iat``/``exp``, and ``chn``: the feed channels it may read.
+Verifying a token here checks the signature, the expiry and the claims' shape only;
+whether it was revoked, and whether its user still exists and is active, is the
+database's answer (``sinks.feed.accounts``).
+
+The signing secret is ``SHAREWISE_JWT_SECRET`` when set (at least 32 bytes), otherwise
+32 random bytes generated on first use into ``$SHAREWISE_HOME/secrets/jwt_secret``
+(directory 0700, file 0600) and read from there afterwards. Neither a token nor the
+secret is ever logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jwt
+
+from engine.errors import ConfigError, EngineError
+from engine.settings import Settings
+
+ALGORITHM = "HS256"
+#: every channel of the websocket feed, in the order they are documented
+FEED_CHANNELS = ("signals", "orders", "notifications", "bars")
+SECRET_FILE = "jwt_secret"
+MIN_SECRET_BYTES = 32
+_TTL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class TokenRejected(EngineError):
+    """A token that must not open a session. ``reason`` is a short stable code; no token text inside."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"token rejected: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says. Holds no token text, so it is safe to log."""
+
+    user_id: str
+    jti: str
+    issued_at: datetime
+    expires_at: datetime
+    channels: tuple[str, ...]
+
+
+class TokenIssuer:
+    """Signs and verifies tokens with one HS256 secret. Pure: no I/O after construction."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(f"the token signing secret must be at least {MIN_SECRET_BYTES} bytes long")
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return "TokenIssuer(secret=***)"
+
+    def issue(self, user_id: str, ttl: timedelta, channels: tuple[str, ...] = FEED_CHANNELS,
+              *, now: datetime | None = None) -> tuple[str, TokenClaims]:
+        """Sign a new token for ``user_id``; return it with its claims (keep the claims, show the token once)."""
+        if ttl <= timedelta(0):
+            raise ConfigError("a token's time to live must be positive")
+        unknown = sorted(set(channels) - set(FEED_CHANNELS))
+        if unknown or not channels:
+            raise ConfigError(f"channels must be a non-empty subset of {', '.join(FEED_CHANNELS)}; got {channels}")
+        issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+        claims = TokenClaims(str(uuid.UUID(user_id)), str(uuid.uuid4()), issued, issued + ttl, tuple(channels))
+        payload = {"sub": claims.user_id, "jti": claims.jti, "iat": issued, "exp": claims.expires_at,
+                   "chn": list(claims.channels)}
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
+
+    def verify(self, token: object, *, verify_expiry: bool = True) -> TokenClaims:
+        """Check signature, expiry and claims; raise :class:`TokenRejected` (reason ``expired``/``invalid``).
+
+        ``verify_expiry=False`` still checks the signature: revoking an expired token is allowed.
+        """
+        if not isinstance(token, str) or not token:
+            raise TokenRejected("missing")
+        try:
+            payload = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+                                 options={"require": ["sub", "jti", "iat", "exp"], "verify_exp": verify_expiry})
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("expired") from None
+        except jwt.InvalidTokenError:
+            raise TokenRejected("invalid") from None
+        return _claims(payload)
+
+
+def _claims(payload: dict[str, object]) -> TokenClaims:
+    channels = payload.get("chn", list(FEED_CHANNELS))
+    try:
+        user_id = str(uuid.UUID(str(payload["sub"])))
+        jti = str(uuid.UUID(str(payload["jti"])))
+        issued = datetime.fromtimestamp(int(payload["iat"]), timezone.utc)  # type: ignore[arg-type]
+        expires = datetime.fromtimestamp(int(payload["exp"]), timezone.utc)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        raise TokenRejected("invalid") from None
+    if not isinstance(channels, list) or not set(channels) <= set(FEED_CHANNELS):
+        raise TokenRejected("invalid")
+    return TokenClaims(user_id, jti, issued, expires, tuple(channels))
+
+
+def parse_ttl(text: str) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"12h"``, ``"1d"``, ``"2w"`` -> timedelta; ConfigError otherwise."""
+    match = _TTL.match(text)
+    if not match or int(match[1]) == 0:
+        raise ConfigError(f"--ttl must look like 90s, 30m, 12h, 1d or 2w (a positive number and a unit), got {text!r}")
+    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The signing secret: SHAREWISE_JWT_SECRET, or the one under HOME (generated on first use, 0600)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret.encode()
+    path = settings.secrets_dir / SECRET_FILE
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        return _create_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{path} is too short to be a signing secret: delete it to generate a new one")
+    return secret
+
+
+def _create_secret(path: Path) -> bytes:
+    """Write a fresh secret atomically; if another process won the race, use theirs."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret = secrets.token_hex(MIN_SECRET_BYTES).encode()
+    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite a secret in use
+    except FileExistsError:
+        return _read_secret(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return secret

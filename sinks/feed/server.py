@@ -1,0 +1,203 @@
+"""The websocket feed server: websockets asyncio server + Kafka reader + HTTP page, in one process.
+
+``sharewise feed-server`` runs :func:`serve_feed`; ``sharewise up`` can run it inside
+its own event loop. HTTP: ``GET /`` is the live web page, ``GET /healthz`` answers
+``ok``; a websocket upgrade on ``/`` or ``/ws`` opens a feed session.
+
+Tokens are never logged: the websockets library logs through ``sharewise.feed.ws``,
+which is kept at INFO or above so frame-level debug logging (which would print an
+``auth`` frame) cannot be switched on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+from importlib import resources
+from typing import Awaitable, Callable
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.http11 import Request, Response
+
+from db.connect import create_pool
+from engine.settings import Settings
+from engine.tokens import TokenIssuer, load_secret
+from sinks.feed import accounts, history
+from sinks.feed.config import FeedConfig
+from sinks.feed.connection import FeedConnection, FeedHub
+from sinks.feed.fanout import Router
+from sinks.feed.ingest import FeedIngest
+from sinks.feed.protocol import CLOSE_GOING_AWAY
+from sinks.feed.records import CHANNEL_TOPICS
+from sinks.postgres import RETRYABLE
+
+log = logging.getLogger("sharewise.feed")
+_ws_log = logging.getLogger("sharewise.feed.ws")
+WEBSOCKET_PATHS = ("/", "/ws")
+
+
+class FeedServer:
+    """One feed server. ``async with FeedServer(...) as server:`` starts it; :attr:`address` says where."""
+
+    def __init__(self, settings: Settings, dsn: str, bootstrap: str, *, host: str | None = None,
+                 port: int | None = None, config: FeedConfig | None = None) -> None:
+        self._settings = settings
+        self._dsn = dsn
+        self._bootstrap = bootstrap
+        self._host = settings.ws_host if host is None else host
+        self._port = settings.ws_port if port is None else port
+        self.config = config or FeedConfig()
+        self._page = resources.files("sinks.feed").joinpath("page.html").read_bytes()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: Server | None = None
+        self.hub: FeedHub | None = None
+        self.ingest: FeedIngest | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def address(self) -> str:
+        return f"ws://{self._host}:{self.port}/"
+
+    async def start(self) -> None:
+        """Connect to PostgreSQL, position the Kafka reader, then accept clients."""
+        from streams.admin import ensure_topics
+
+        _ws_log.setLevel(max(logging.INFO, _ws_log.getEffectiveLevel()))
+        await ensure_topics(self._bootstrap, {topic: self._settings.partitions for topic in CHANNEL_TOPICS.values()})
+        pool = await create_pool(self._dsn, min_size=2, max_size=8)
+        self.hub = FeedHub(Router(), pool, TokenIssuer(load_secret(self._settings)), self.config)
+        self.ingest = FeedIngest(pool, self._bootstrap, self.hub.router)
+        self._tasks = [asyncio.create_task(self.ingest.run(), name="feed-ingest"),
+                       asyncio.create_task(self._recheck_tokens(), name="feed-tokens"),
+                       asyncio.create_task(self._prune(), name="feed-retention")]
+        await _first_done(self.ingest.ready.wait(), self._tasks[0])
+        self._server = await websockets.serve(
+            self._handle, self._host, self._port, process_request=self._http,
+            max_size=self.config.max_frame_bytes, compression=None, logger=_ws_log,
+            ping_interval=self.config.ping_interval_s, ping_timeout=self.config.ping_timeout_s,
+            write_limit=self.config.socket_buffer_bytes, close_timeout=5,
+        )
+        log.info("feed server listening on %s", self.address)
+
+    async def stop(self) -> None:
+        """Close every client with 1001, stop the reader and background tasks, close the pool. Idempotent."""
+        if self._server is not None:
+            self._server.close()  # closes open connections with 1001 (going away)
+            await self._server.wait_closed()
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.hub is not None:
+            await self.hub.pool.close()
+            self.hub = None
+
+    async def wait_failed(self) -> None:
+        """Return only if the Kafka reader stops, raising its error: a feed without input must not look healthy."""
+        await asyncio.shield(self._tasks[0])
+
+    async def __aenter__(self) -> FeedServer:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert self.hub is not None
+        await FeedConnection(ws, self.hub).run()
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP on the same port: the page and a health check; upgrades pass through."""
+        path = request.path.split("?", 1)[0]
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None if path in WEBSOCKET_PATHS else connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        if path in ("/", "/index.html"):
+            response = connection.respond(http.HTTPStatus.OK, "")
+            response.body = self._page
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
+            response.headers["Content-Type"] = "text/html; charset=utf-8"
+            response.headers["Content-Length"] = str(len(self._page))
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        if path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+
+    async def _recheck_tokens(self) -> None:
+        """Close sessions whose token was revoked or expired, or whose user went away (4401)."""
+        while True:
+            await asyncio.sleep(self.config.token_recheck_s)
+            assert self.hub is not None
+            open_sessions = [c for c in self.hub.connections if c.session.identity is not None]
+            if not open_sessions:
+                continue
+            jtis = sorted({c.session.identity.jti for c in open_sessions})  # type: ignore[union-attr]
+            try:
+                async with self.hub.pool.acquire() as conn:
+                    invalid = await accounts.invalid_tokens(conn, jtis)
+            except RETRYABLE:
+                continue
+            for connection in open_sessions:
+                reason = invalid.get(connection.session.identity.jti)  # type: ignore[union-attr]
+                if reason:
+                    connection.revoke(reason)
+
+    async def _prune(self) -> None:
+        while True:
+            assert self.hub is not None
+            with contextlib.suppress(*RETRYABLE):
+                async with self.hub.pool.acquire() as conn:
+                    removed = await history.prune(conn, bars_kept=self.config.bars_kept,
+                                                  personal_age=self.config.personal_kept)
+                if removed:
+                    log.info("feed retention removed %d old messages", removed)
+            await asyncio.sleep(self.config.prune_every_s)
+
+
+async def _first_done(waiting: Awaitable[object], task: asyncio.Future[None]) -> None:
+    """Wait for ``waiting``; if ``task`` ends first, raise its error (or say it stopped)."""
+    waiter = asyncio.ensure_future(waiting)
+    try:
+        done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task in done:
+        task.result()
+        raise RuntimeError("the feed's Kafka reader stopped")
+
+
+async def serve_feed(settings: Settings, dsn: str, bootstrap: str, *, host: str | None = None,
+                     port: int | None = None, ready: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None, config: FeedConfig | None = None,
+                     on_ready: Callable[[FeedServer], None] | None = None) -> None:
+    """Run a feed server until ``stop`` is set (or the task is cancelled), then shut down cleanly.
+
+    ``ready`` is set once clients can connect. ``host``/``port`` default to the settings
+    (SHAREWISE_WS_HOST / SHAREWISE_WS_PORT); port 0 picks a free port. ``on_ready``, if
+    given, is called with the running server (e.g. to print :attr:`FeedServer.address`).
+    Raises the Kafka reader's error if it stops.
+    """
+    async with FeedServer(settings, dsn, bootstrap, host=host, port=port, config=config) as server:
+        if on_ready is not None:
+            on_ready(server)
+        if ready is not None:
+            ready.set()
+        failed = asyncio.ensure_future(server.wait_failed())
+        try:
+            await _first_done((stop or asyncio.Event()).wait(), failed)
+        finally:
+            failed.cancel()

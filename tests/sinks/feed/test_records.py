@@ -1,0 +1,53 @@
+"""Decoding topic messages into feed records: attribution, ids, bad input."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from engine.errors import BadData
+from sinks.feed.records import MARKET_USER, decode_bars, decode_personal, message_frame
+
+USER = "6f1c3a52-9a43-4c1f-8d2e-0b7f3f1d2a10"
+
+
+def test_signal_is_attributed_to_its_user_and_kept_byte_for_byte() -> None:
+    value = orjson.dumps({"id": "s1", "user_id": USER.upper(), "symbol": "TCS", "entry_price": 1.5})
+    record = decode_personal("signals", USER.encode(), value)
+    assert (record.user_id, record.channel, record.message_id, record.symbol) == (USER, "signals", "s1", "TCS")
+    assert record.payload == value
+
+
+def test_notification_without_symbol_and_key_falls_back_to_payload_user() -> None:
+    record = decode_personal("notifications", None, orjson.dumps({"id": "n1", "user_id": USER, "title": "x"}))
+    assert record.user_id == USER and record.symbol is None
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    (None, b"{oops", "bad_json"),
+    (None, b"[1]", "bad_json"),
+    (None, orjson.dumps({"user_id": USER}), "missing_id"),
+    (None, orjson.dumps({"id": "x"}), "bad_user_id"),
+    (None, orjson.dumps({"id": "x", "user_id": "alice"}), "bad_user_id"),
+    (b"7d3b7a5e-1111-4c1f-8d2e-0b7f3f1d2a10", orjson.dumps({"id": "x", "user_id": USER}), "user_mismatch"),
+])
+def test_unattributable_messages_are_bad_data(key: bytes | None, value: bytes, reason: str) -> None:
+    with pytest.raises(BadData) as caught:
+        decode_personal("signals", key, value)
+    assert caught.value.reason == reason
+
+
+def test_bar_packet_keeps_good_lines_and_reports_bad_ones() -> None:
+    good = {"symbol": "TCS", "timeframe": "1m", "time": "2024-01-02T09:15:00+05:30", "close": 1.0}
+    packet = b"\n".join([orjson.dumps(good), b"garbage", b"", orjson.dumps({"symbol": "X"}), b""])
+    records, bad = decode_bars(packet)
+    assert [r.message_id for r in records] == ["TCS|1m|2024-01-02T09:15:00+05:30"]
+    assert records[0].user_id == MARKET_USER and records[0].symbol == "TCS"
+    assert sorted(b.reason for b in bad) == ["bad_json", "missing_field"]
+
+
+def test_message_frame_is_valid_json() -> None:
+    payload = orjson.dumps({"id": "s1", "symbol": "M&M"})
+    assert orjson.loads(message_frame("signals", 12, payload)) == {"op": "signal", "seq": 12,
+                                                                    "data": {"id": "s1", "symbol": "M&M"}}
+    assert orjson.loads(message_frame("bars", 3, b"{}"))["op"] == "bar"

@@ -73,8 +73,8 @@ def start_postgres(settings: Settings, *, keep_running: bool = False) -> str:
             _forget_instance(wheel, pgdata)  # stopped by another process since we got it
     try:
         server = wheel.get_server(pgdata, cleanup_mode="stop")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
-        raise ServiceUnavailable("PostgreSQL", str(pgdata), f"the server did not start, see {pgdata / 'log'}") from exc
+    except (subprocess.SubprocessError, AssertionError, OSError) as exc:
+        raise ServiceUnavailable("PostgreSQL", str(pgdata), f"the server did not start ({exc}); see {pgdata / 'log'}") from exc
     if keep_running:
         (pgdata / KEEP_MARKER).touch()
     _register_exit_hook(server)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.postgres import drop_database, make_database
 
 UNREACHABLE = "postgresql://trader:secret@127.0.0.1:1/sharewise"
 
@@ -23,13 +22,6 @@ def sharewise(*args: str, home: Path, database_url: str | None) -> subprocess.Co
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-@pytest.fixture
-def empty_dsn(pg_server):
-    dsn = make_database(pg_server, migrated=False)
-    yield dsn
-    drop_database(pg_server, dsn)
-
-
 @pytest.mark.parametrize("command", ["migrate", "status"])
 def test_unreachable_database_is_one_line_naming_host_and_port(tmp_path, command):
     result = sharewise("db", command, home=tmp_path, database_url=UNREACHABLE)
@@ -40,28 +32,26 @@ def test_unreachable_database_is_one_line_naming_host_and_port(tmp_path, command
     assert not (tmp_path / "postgres").exists()  # an external URL starts nothing embedded
 
 
-def test_migrate_status_and_seed_demo_against_a_database_url(tmp_path, empty_dsn):
-    status = sharewise("db", "status", home=tmp_path, database_url=empty_dsn)
-    assert status.returncode == 0 and "0001_platform_schema" in status.stdout and "0 applied" in status.stdout
-
-    first = sharewise("db", "migrate", home=tmp_path, database_url=empty_dsn)
+def test_migrate_status_and_seed_demo_against_a_database_url(tmp_path, pg_empty_dsn):
+    first = sharewise("db", "migrate", home=tmp_path, database_url=pg_empty_dsn)
     assert first.returncode == 0, first.stderr
     assert "applied 0001_platform_schema\napplied 0002_platform_indexes\n" in first.stdout
-    second = sharewise("db", "migrate", home=tmp_path, database_url=empty_dsn)
+    second = sharewise("db", "migrate", home=tmp_path, database_url=pg_empty_dsn)
     assert (second.returncode, second.stdout.strip()) == (0, "nothing to apply: schema up to date")
 
-    status = sharewise("db", "status", home=tmp_path, database_url=empty_dsn)
+    status = sharewise("db", "status", home=tmp_path, database_url=pg_empty_dsn)
+    assert status.returncode == 0 and "0001_platform_schema" in status.stdout
     assert status.stdout.count("pending") == 1 and "0 pending" in status.stdout
 
-    seeded = sharewise("db", "seed-demo", home=tmp_path, database_url=empty_dsn)
+    seeded = sharewise("db", "seed-demo", home=tmp_path, database_url=pg_empty_dsn)
     assert seeded.returncode == 0 and "created user demo@sharewise.local" in seeded.stdout
-    again = sharewise("db", "seed-demo", home=tmp_path, database_url=empty_dsn)
+    again = sharewise("db", "seed-demo", home=tmp_path, database_url=pg_empty_dsn)
     assert again.returncode == 0 and "already exists: nothing created" in again.stdout
     assert "created" not in again.stdout.replace("nothing created", "")
 
 
-def test_seed_demo_before_migrate_says_what_to_do(tmp_path, empty_dsn):
-    result = sharewise("db", "seed-demo", home=tmp_path, database_url=empty_dsn)
+def test_seed_demo_before_migrate_says_what_to_do(tmp_path, pg_empty_dsn):
+    result = sharewise("db", "seed-demo", home=tmp_path, database_url=pg_empty_dsn)
     assert result.returncode == 2
     assert "run `sharewise db migrate` first" in result.stderr and "Traceback" not in result.stderr
 

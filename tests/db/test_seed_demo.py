@@ -117,10 +117,6 @@ def test_concurrent_seeds_create_one_tenant(pg_dsn):
         "portfolios_portfolio": 1, "subscriptions_subscription": 1, "strategies_strategy": 2}
 
 
-def test_seed_on_an_unmigrated_database_is_a_config_error(pg_server):
-    dsn = make_database(pg_server, migrated=False)
-    try:
-        with pytest.raises(ConfigError, match="sharewise db migrate"):
-            asyncio.run(seed_demo(dsn))
-    finally:
-        drop_database(pg_server, dsn)
+def test_seed_on_an_unmigrated_database_is_a_config_error(pg_empty_dsn):
+    with pytest.raises(ConfigError, match="sharewise db migrate"):
+        asyncio.run(seed_demo(pg_empty_dsn))

@@ -1,0 +1,125 @@
+"""Moving averages: SMA, EMA, WMA, DEMA, TEMA (TA-Lib 0.8 semantics, bit for bit).
+
+Each step function takes the instrument's state row ``s``, the offset ``o`` of its slots, the
+period, the new value and ``t`` (bars seen before this one), updates the slots and returns the
+value for this bar (NaN during TA-Lib's warm-up). The ``*_size`` functions give the slot count.
+"""
+
+from __future__ import annotations
+
+from numba.extending import register_jitable
+
+from engine.indicators.jit import fma, jit
+from engine.indicators.window import NAN
+
+
+@register_jitable
+def sma_size(n: int) -> int:
+    """Running sum and a ring of ``n`` values."""
+    return 1 + n
+
+
+@jit
+def sma(s, o, n, x, t):
+    """TA-Lib SMA: a running total (add the new value, divide, then drop the oldest)."""
+    s[o] += x
+    s[o + 1 + t % n] = x
+    if t < n - 1:
+        return NAN
+    total = s[o]
+    s[o] = total - s[o + 1 + (t + 1) % n]
+    return total / n
+
+
+def ema_size(n: int) -> int:
+    """One slot: the seed sum during warm-up, then the previous EMA."""
+    return 1
+
+
+@jit
+def ema(s, o, n, x, t):
+    """TA-Lib EMA: seeded with the mean of the first ``n`` values, then
+    ``fma(x − prev, 2 / (n + 1), prev)``; period 1 copies the input.
+    """
+    if n == 1:
+        return x
+    if t < n - 1:
+        s[o] += x
+        return NAN
+    if t == n - 1:
+        v = (s[o] + x) / n
+    else:
+        prev = s[o]
+        v = fma(x - prev, 2.0 / (n + 1), prev)
+    s[o] = v
+    return v
+
+
+def wma_size(n: int) -> int:
+    """Weighted sum, plain sum, and a ring of ``n`` values."""
+    return 2 + n
+
+
+@jit
+def wma(s, o, n, x, t):
+    """TA-Lib WMA: weights 1..n kept as a running weighted sum minus a running plain sum.
+
+    Like TA-Lib, both sums are rebuilt from the window every ``8·n`` outputs, so rounding
+    residue cannot pile up over a long series.
+    """
+    ring = o + 2
+    if t < n - 1:
+        s[o + 1] += x
+        s[o] += x * (t + 1)
+        s[ring + t] = x
+        return NAN
+    trailing = s[ring + t % n] if t >= n else 0.0
+    s[ring + t % n] = x
+    sub = s[o + 1] + x
+    sub -= trailing
+    total = s[o] + x * n
+    if (t - n + 2) % (8 * n) == 0:
+        sub = 0.0
+        total = 0.0
+        for age in range(n - 1, -1, -1):
+            v = s[ring + (t - age) % n]
+            sub += v
+            total += v * (n - age)
+    s[o + 1] = sub
+    s[o] = total - sub
+    return total / ((n * (n + 1.0)) / 2.0)
+
+
+def dema_size(n: int) -> int:
+    return 2
+
+
+@jit
+def dema(s, o, n, x, t):
+    """TA-Lib DEMA = 2·EMA − EMA(EMA); first value after 2·(n − 1) bars."""
+    e1 = ema(s, o, n, x, t)
+    if t < n - 1:
+        return NAN
+    e2 = ema(s, o + 1, n, e1, t - (n - 1))
+    if t < 2 * (n - 1):
+        return NAN
+    return (2.0 * e1) - e2
+
+
+def tema_size(n: int) -> int:
+    return 3
+
+
+@jit
+def tema(s, o, n, x, t):
+    """TA-Lib TEMA = EMA³ + (3·EMA − 3·EMA²); first value after 3·(n − 1) bars."""
+    e1 = ema(s, o, n, x, t)
+    if t < n - 1:
+        return NAN
+    e2 = ema(s, o + 1, n, e1, t - (n - 1))
+    if t < 2 * (n - 1):
+        return NAN
+    e3 = ema(s, o + 2, n, e2, t - 2 * (n - 1))
+    if t < 3 * (n - 1):
+        return NAN
+    return e3 + ((3.0 * e1) - (3.0 * e2))

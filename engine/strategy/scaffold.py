@@ -36,7 +36,7 @@ def plugin_files(name: str) -> dict[str, str]:
 
 _PYPROJECT = """\
 [build-system]
-requires = ["setuptools>=68", "wheel"]
+requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
 [project]

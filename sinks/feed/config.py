@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Mapping
+
+from sinks.feed.records import CHANNEL_TOPICS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +31,5 @@ class FeedConfig:
     personal_kept: timedelta = timedelta(days=30)
     #: how often retention runs
     prune_every_s: float = 60.0
+    #: feed channel -> Kafka topic it is read from (tests use their own topics)
+    topics: Mapping[str, str] = field(default_factory=lambda: dict(CHANNEL_TOPICS))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Mapping
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,8 +30,7 @@ from engine.errors import BadData
 from sinks.feed import history
 from sinks.feed.fanout import Router
 from sinks.feed.history import HistoryGone, Sequenced
-from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, TOPIC_CHANNELS, FeedRecord, decode_bars, decode_personal, \
-    message_frame
+from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, FeedRecord, decode_bars, decode_personal, message_frame
 from sinks.postgres import RETRYABLE
 
 log = logging.getLogger("sharewise.feed")
@@ -45,10 +44,12 @@ MAX_BACKOFF_S = 5.0
 class FeedIngest:
     """Reads the feed topics and dispatches to the router. Run :meth:`run` as a task; cancel to stop."""
 
-    def __init__(self, pool: asyncpg.Pool, bootstrap: str, router: Router) -> None:
+    def __init__(self, pool: asyncpg.Pool, bootstrap: str, router: Router,
+                 topics: Mapping[str, str] = CHANNEL_TOPICS) -> None:
         self._pool = pool
         self._bootstrap = bootstrap
         self._router = router
+        self._channels = {topic: channel for channel, topic in topics.items()}
         self._bar_seq = 0
         self.stats: Counter[str] = Counter()
         self.ready = asyncio.Event()
@@ -70,7 +71,7 @@ class FeedIngest:
             await consumer.stop()
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
-        topics = list(CHANNEL_TOPICS.values())
+        topics = list(self._channels)
         await consumer.topics()  # loads cluster metadata
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(partitions)
@@ -88,7 +89,7 @@ class FeedIngest:
         records: list[FeedRecord] = []
         offsets: dict[tuple[str, int], int] = {}
         for tp, messages in batch.items():
-            channel = TOPIC_CHANNELS[tp.topic]
+            channel = self._channels[tp.topic]
             for message in messages:
                 records.extend(self._decode(channel, message.key, message.value))
             offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1

@@ -27,7 +27,6 @@ MARKET_USER = str(uuid.UUID(int=0))
 
 #: feed channel -> Kafka topic it is read from
 CHANNEL_TOPICS = {"signals": "signals", "orders": "orders", "notifications": "notifications", "bars": "market.bars"}
-TOPIC_CHANNELS = {topic: channel for channel, topic in CHANNEL_TOPICS.items()}
 #: feed channel -> the ``op`` of its message frames
 CHANNEL_OPS = {"signals": "signal", "orders": "order", "notifications": "notification", "bars": "bar"}
 

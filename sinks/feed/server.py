@@ -5,7 +5,7 @@ its own event loop. HTTP: ``GET /`` is the live web page, ``GET /healthz`` answe
 ``ok``; a websocket upgrade on ``/`` or ``/ws`` opens a feed session.
 
 Tokens are never logged: the websockets library logs through ``sharewise.feed.ws``,
-which is kept at INFO or above so frame-level debug logging (which would print an
+which is kept at WARNING or above so frame-level debug logging (which would print an
 ``auth`` frame) cannot be switched on.
 """
 
@@ -31,7 +31,6 @@ from sinks.feed.connection import FeedConnection, FeedHub
 from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
 from sinks.feed.protocol import CLOSE_GOING_AWAY
-from sinks.feed.records import CHANNEL_TOPICS
 from sinks.postgres import RETRYABLE
 
 log = logging.getLogger("sharewise.feed")
@@ -69,11 +68,11 @@ class FeedServer:
         """Connect to PostgreSQL, position the Kafka reader, then accept clients."""
         from streams.admin import ensure_topics
 
-        _ws_log.setLevel(max(logging.INFO, _ws_log.getEffectiveLevel()))
-        await ensure_topics(self._bootstrap, {topic: self._settings.partitions for topic in CHANNEL_TOPICS.values()})
+        _ws_log.setLevel(max(logging.WARNING, _ws_log.getEffectiveLevel()))
+        await ensure_topics(self._bootstrap, {topic: self._settings.partitions for topic in self.config.topics.values()})
         pool = await create_pool(self._dsn, min_size=2, max_size=8)
         self.hub = FeedHub(Router(), pool, TokenIssuer(load_secret(self._settings)), self.config)
-        self.ingest = FeedIngest(pool, self._bootstrap, self.hub.router)
+        self.ingest = FeedIngest(pool, self._bootstrap, self.hub.router, self.config.topics)
         self._tasks = [asyncio.create_task(self.ingest.run(), name="feed-ingest"),
                        asyncio.create_task(self._recheck_tokens(), name="feed-tokens"),
                        asyncio.create_task(self._prune(), name="feed-retention")]

@@ -27,7 +27,7 @@ from sinks.feed.config import FeedConfig
 from sinks.feed.fanout import Phase, Router, Subscription
 from sinks.feed.history import HistoryGone
 from sinks.feed.protocol import Authenticate, FeedSession, SessionState, Subscribe, Unsubscribe
-from sinks.feed.records import message_frame
+from sinks.feed.records import MARKET_USER, message_frame
 
 log = logging.getLogger("sharewise.feed")
 
@@ -180,7 +180,8 @@ class FeedConnection:
         identity = self.session.identity
         assert identity is not None
         self._drop(request.channel)
-        sub = Subscription(self.outbox, identity.user_id, request.channel, request.symbols, request.since_seq)
+        owner = MARKET_USER if request.channel == "bars" else identity.user_id  # bars: one stream for everyone
+        sub = Subscription(self.outbox, owner, request.channel, request.symbols, request.since_seq)
         self.hub.router.add(sub)
         self.subs[request.channel] = sub
         try:

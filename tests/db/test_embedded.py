@@ -59,11 +59,9 @@ async def query(dsn: str, *statements: str):
 
 
 @pytest.fixture
-def home(tmp_path: Path):
-    """A SHAREWISE_HOME under a private (0700) directory; its server is stopped after the test."""
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
-    settings = Settings(home=private / "home")
+def home(sharewise_home: Path):
+    """Settings of a private SHAREWISE_HOME; no server of it may outlive the test."""
+    settings = Settings(home=sharewise_home)
     yield settings
     stop_postgres(settings)
     assert server_processes(settings.pgdata.resolve()) == []
@@ -87,7 +85,7 @@ def test_start_is_idempotent_and_the_data_survives_a_restart(home):
     assert asyncio.run(query(dsn, "SELECT v FROM kept")) == "RELIANCE"
     assert (home.pgdata / "PG_VERSION").stat().st_mtime_ns == initialised
     if os.geteuid() == 0:  # the server runs as its own user: parents gain search permission only, never read
-        assert (home.home.parent.stat().st_mode & 0o777) == 0o711
+        assert (home.home.stat().st_mode & 0o777) == 0o711
 
 
 def test_a_sigkilled_owner_leaves_a_server_the_next_owner_reuses_and_stops(home):

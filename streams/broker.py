@@ -58,7 +58,7 @@ LOG_NAME = "broker.log"
 HOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 _PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 20
+_LOG_TAIL_LINES = 8
 T = TypeVar("T")
 
 
@@ -105,7 +105,8 @@ class EmbeddedBroker:
             try:
                 return cls._launch(log_dir / LOG_NAME, detached, deadline)
             except _NotReady as exc:
-                if not (exc.exited and attempt < _PORT_ATTEMPTS):  # exited at once: likely a port race
+                # exited at once: most likely the port was taken since the probe
+                if not (exc.exited and attempt < _PORT_ATTEMPTS and time.monotonic() < deadline):
                     raise ServiceUnavailable("Kafka", exc.bootstrap, str(exc)) from None
 
     @classmethod
@@ -156,7 +157,8 @@ def _spawn(port: int, log_path: Path, detached: bool) -> subprocess.Popen[bytes]
     args = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/"]
     with open(log_path, "ab") as log_file:
-        options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT}
+        options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT,
+                                   "env": {**os.environ, "NO_COLOR": "1"}}
         if detached:
             return subprocess.Popen(args, start_new_session=True, **options)
         # Its own process group: a terminal's Ctrl-C reaches the owner, which then stops it in order.
@@ -216,7 +218,7 @@ def _log_tail(path: Path, offset: int) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            lines = f.read().decode(errors="replace").strip().splitlines()
+            lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
     except OSError as exc:
         return f"broker log {path} unreadable: {exc}"
     if not lines:
@@ -261,11 +263,25 @@ async def _wait_ready(bootstrap: str, deadline: float, exit_code: Callable[[], i
         if remaining <= 0:
             raise _NotReady(bootstrap, f"not ready in time ({last})", exited=False)
         try:
-            await asyncio.wait_for(_metadata(bootstrap), timeout=remaining)
-            return
+            await asyncio.wait_for(_metadata_unless_exited(bootstrap, exit_code), timeout=remaining)
+            if exit_code() is None:
+                return
         except (OSError, asyncio.TimeoutError, KafkaError) as exc:
             last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await asyncio.sleep(0.05)
+
+
+async def _metadata_unless_exited(bootstrap: str, exit_code: Callable[[], int | None]) -> None:
+    """:func:`_metadata`, abandoned as soon as the broker process exits (something else may hold its port)."""
+    probe = asyncio.ensure_future(_metadata(bootstrap))
+    try:
+        while not probe.done() and exit_code() is None:
+            await asyncio.wait({probe}, timeout=0.05)
+    finally:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)  # let its client close
+    if not probe.cancelled():
+        probe.result()
 
 
 async def _metadata(bootstrap: str) -> None:
@@ -285,7 +301,7 @@ async def _any_port_open(bootstrap: str) -> None:
     for address in bootstrap.split(","):
         host, _, port = address.strip().rpartition(":")
         try:
-            _, writer = await asyncio.open_connection(host, int(port))
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
         except OSError as exc:
             errors.append(f"{address}: {exc.strerror or exc}")
             continue
@@ -313,31 +329,45 @@ def pid_alive(pid: int) -> bool:
     process reads as "not alive" rather than being mistaken for the broker.
     """
     try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and _is_tansu(proc)
+        cmdline = psutil.Process(pid).cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-
-
-def _is_tansu(proc: psutil.Process) -> bool:
-    cmdline = proc.cmdline()
-    return bool(cmdline) and Path(cmdline[0]).name.startswith("tansu") and "broker" in cmdline[1:2]
+    is_tansu = bool(cmdline) and Path(cmdline[0]).name.startswith("tansu") and cmdline[1:2] == ["broker"]
+    return is_tansu and _running(pid)
 
 
 def stop_pid(pid: int, timeout: float = 5) -> bool:
     """Stop the broker ``pid`` started by another process: SIGTERM, then SIGKILL after ``timeout``.
 
-    Returns ``True`` if a broker was running and is now gone, ``False`` if ``pid`` was not a
-    live broker (nothing is signalled then).
+    Returns ``True`` once a running broker is gone, ``False`` if ``pid`` was not a live broker
+    (nothing is signalled then). An orphan that no init process reaps counts as gone once it
+    is a zombie.
     """
     if not pid_alive(pid):
         return False
-    proc = psutil.Process(pid)
-    with suppress(psutil.NoSuchProcess):
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, timeout)
     return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is no running process (reaping it if it is our child); ``False`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not _running(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -124,13 +124,13 @@ def ns_to_datetime(ts_ns: int, tz: timezone = timezone.utc) -> datetime:
 
 def datetime_to_ns(dt: datetime) -> int:
     """Nanoseconds since the epoch for an aware datetime; raise ``ValueError`` for a naive one."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
+    if dt.utcoffset() is None:
         raise ValueError("time has no UTC offset")
-    delta = dt - _EPOCH
-    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+    return (dt - _EPOCH) // _MICROSECOND * 1000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``adx_trend``: BUY when +DI crosses above -DI while ADX > threshold; SELL when -DI crosses above +DI while ADX > threshold.
+"""``adx_trend``: BUY when +DI crosses above -DI, SELL when -DI crosses above +DI, while ADX > threshold.
 
 +DI, -DI and ADX are TA-Lib's (Wilder smoothing) over ``period``. Cross
 above: previous bar ``+DI <= -DI`` and current bar ``+DI > -DI`` (and the
@@ -9,15 +9,7 @@ Confidence: ``0.5 + 0.45 * min(1, (ADX - threshold) / 25)`` — the stronger the
 from __future__ import annotations
 
 from engine.domain import Bar
-from engine.strategy.api import (
-    IndicatorView,
-    Param,
-    SignalIntent,
-    SignalType,
-    Strategy,
-    confidence_from,
-    crossed_above,
-)
+from engine.strategy.api import IndicatorView, Param, SignalIntent, Strategy, buy_sell, crossed_above
 from engine.strategy.specs import column_of
 
 
@@ -42,11 +34,5 @@ class AdxTrend(Strategy):
         threshold = self.config["threshold"]
         if not ind[self.adx] > threshold:
             return []
-        if crossed_above(ind, self.plus, self.minus):
-            signal = SignalType.BUY
-        elif crossed_above(ind, self.minus, self.plus):
-            signal = SignalType.SELL
-        else:
-            return []
-        strength = (ind[self.adx] - threshold) / 25.0
-        return [self.intent(signal, bar, ind, confidence_from(strength))]
+        signal = buy_sell(crossed_above(ind, self.plus, self.minus), crossed_above(ind, self.minus, self.plus))
+        return self.emit(signal, bar, ind, (ind[self.adx] - threshold) / 25.0)

@@ -13,9 +13,8 @@ from engine.strategy.api import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
-    confidence_from,
+    buy_sell,
     crossed_above,
     crossed_below,
     ratio,
@@ -41,11 +40,7 @@ class BollingerBreakout(Strategy):
         return [f"{base}.upper", f"{base}.lower"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if crossed_above(ind, "close", self.upper):
-            signal, band = SignalType.BUY, self.upper
-        elif crossed_below(ind, "close", self.lower):
-            signal, band = SignalType.SELL, self.lower
-        else:
-            return []
-        strength = ratio(bar.close - ind[band], self.atr(ind))
-        return [self.intent(signal, bar, ind, confidence_from(strength))]
+        buy = crossed_above(ind, "close", self.upper)
+        signal = buy_sell(buy, crossed_below(ind, "close", self.lower))
+        band = ind[self.upper] if buy else ind[self.lower]
+        return self.emit(signal, bar, ind, ratio(bar.close - band, self.atr(ind)))

@@ -10,7 +10,7 @@ Every bar that closes outside the channel signals. Confidence:
 from __future__ import annotations
 
 from engine.domain import Bar
-from engine.strategy.api import IndicatorView, Param, SignalIntent, SignalType, Strategy, confidence_from, ratio
+from engine.strategy.api import IndicatorView, Param, SignalIntent, Strategy, buy_sell, ratio
 from engine.strategy.specs import column_of
 
 
@@ -29,10 +29,7 @@ class DonchianBreakout(Strategy):
         return [f"highest_high({n})", f"lowest_low({n})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if bar.close > ind[self.high]:
-            signal, level = SignalType.BUY, ind[self.high]
-        elif bar.close < ind[self.low]:
-            signal, level = SignalType.SELL, ind[self.low]
-        else:
-            return []
-        return [self.intent(signal, bar, ind, confidence_from(ratio(bar.close - level, self.atr(ind))))]
+        buy = bar.close > ind[self.high]
+        signal = buy_sell(buy, bar.close < ind[self.low])
+        level = ind[self.high] if buy else ind[self.low]
+        return self.emit(signal, bar, ind, ratio(bar.close - level, self.atr(ind)))

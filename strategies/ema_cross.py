@@ -14,9 +14,8 @@ from engine.strategy.api import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
-    confidence_from,
+    buy_sell,
     crossed_above,
     crossed_below,
     ratio,
@@ -35,19 +34,14 @@ class EmaCross(Strategy):
     )
 
     def configure(self) -> None:
-        if self.config["fast"] >= self.config["slow"]:
-            raise ConfigError(f"ema_cross: parameter 'fast' ({self.config['fast']}) must be < 'slow' ({self.config['slow']})")
+        fast, slow = self.config["fast"], self.config["slow"]
+        if fast >= slow:
+            raise ConfigError(f"ema_cross: parameter 'fast' ({fast}) must be < 'slow' ({slow})")
         self.fast, self.slow = (column_of(spec) for spec in self.indicators())
 
     def indicators(self) -> list[str]:
         return [f"ema({self.config['fast']})", f"ema({self.config['slow']})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if crossed_above(ind, self.fast, self.slow):
-            signal = SignalType.BUY
-        elif crossed_below(ind, self.fast, self.slow):
-            signal = SignalType.SELL
-        else:
-            return []
-        strength = ratio(ind[self.fast] - ind[self.slow], self.atr(ind))
-        return [self.intent(signal, bar, ind, confidence_from(strength))]
+        signal = buy_sell(crossed_above(ind, self.fast, self.slow), crossed_below(ind, self.fast, self.slow))
+        return self.emit(signal, bar, ind, ratio(ind[self.fast] - ind[self.slow], self.atr(ind)))

@@ -14,9 +14,8 @@ from engine.strategy.api import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
-    confidence_from,
+    buy_sell,
     crossed_above,
     crossed_below,
     ratio,
@@ -45,11 +44,5 @@ class MacdCross(Strategy):
         return [f"{base}.macd", f"{base}.signal"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if crossed_above(ind, self.macd, self.signal):
-            signal = SignalType.BUY
-        elif crossed_below(ind, self.macd, self.signal):
-            signal = SignalType.SELL
-        else:
-            return []
-        strength = ratio(ind[self.macd] - ind[self.signal], 0.25 * self.atr(ind))
-        return [self.intent(signal, bar, ind, confidence_from(strength))]
+        signal = buy_sell(crossed_above(ind, self.macd, self.signal), crossed_below(ind, self.macd, self.signal))
+        return self.emit(signal, bar, ind, ratio(ind[self.macd] - ind[self.signal], 0.25 * self.atr(ind)))

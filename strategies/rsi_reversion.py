@@ -14,9 +14,8 @@ from engine.strategy.api import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
-    confidence_from,
+    buy_sell,
     crossed_above,
     crossed_below,
 )
@@ -43,11 +42,6 @@ class RsiReversion(Strategy):
         return [f"rsi({self.config['period']})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if crossed_above(ind, self.rsi, self.config["lower"]):
-            signal = SignalType.BUY
-        elif crossed_below(ind, self.rsi, self.config["upper"]):
-            signal = SignalType.SELL
-        else:
-            return []
-        strength = abs(ind[self.rsi] - ind.prev(self.rsi)) / 10.0
-        return [self.intent(signal, bar, ind, confidence_from(strength))]
+        buy = crossed_above(ind, self.rsi, self.config["lower"])
+        signal = buy_sell(buy, crossed_below(ind, self.rsi, self.config["upper"]))
+        return self.emit(signal, bar, ind, abs(ind[self.rsi] - ind.prev(self.rsi)) / 10.0)

@@ -72,7 +72,10 @@ class SignalIntent:
 
 
 class DocumentError(ConfigError):
-    """A JSON document (a strategy row, a rule, risk settings) is invalid at ``path``, e.g. ``entry_conditions.all[2].left``."""
+    """A JSON document (a strategy row, a rule, risk settings) is invalid at ``path``.
+
+    ``path`` names the bad node, e.g. ``entry_conditions.all[2].left``.
+    """
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
@@ -350,7 +353,9 @@ class Strategy(ABC):
         """This bar's ATR for the risk settings (NaN during warm-up)."""
         return ind.get(self.risk.atr_column, math.nan)
 
-    def intent(self, signal_type: SignalType, bar: Bar, ind: IndicatorView, confidence: float, note: str = "") -> SignalIntent:
+    def intent(
+        self, signal_type: SignalType, bar: Bar, ind: IndicatorView, confidence: float, note: str = ""
+    ) -> SignalIntent:
         """The standard intent at ``bar``'s close, target and stop from ATR x :attr:`risk` multiples.
 
         Bullish types put the target above and the stop below the close;
@@ -369,6 +374,10 @@ class Strategy(ABC):
         if self.risk.valid_bars:
             valid_until = ns_to_datetime(bar.end_ns + self.risk.valid_bars * bar.timeframe.width_ns)
         return SignalIntent(signal_type, confidence, close, target, stop, valid_until, note)
+
+    def emit(self, signal: SignalType | None, bar: Bar, ind: IndicatorView, strength: float) -> list[SignalIntent]:
+        """``[]`` when ``signal`` is None, else the standard :meth:`intent`, confidence from ``strength``."""
+        return [] if signal is None else [self.intent(signal, bar, ind, confidence_from(strength))]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "config": dict(self.config)}
@@ -395,6 +404,11 @@ def crossed_below(ind: IndicatorView, left: str, right: str | float) -> bool:
     now_l, prev_l = ind[left], ind.prev(left)
     now_r, prev_r = (ind[right], ind.prev(right)) if isinstance(right, str) else (right, right)
     return prev_l >= prev_r and now_l < now_r
+
+
+def buy_sell(buy: bool, sell: bool) -> SignalType | None:
+    """BUY if ``buy``, else SELL if ``sell``, else None."""
+    return SignalType.BUY if buy else SignalType.SELL if sell else None
 
 
 def confidence_from(strength: float) -> float:

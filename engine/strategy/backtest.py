@@ -173,7 +173,9 @@ def _is_tick_file(path: Path) -> bool:
         return True
     if set(BAR_COLUMNS) <= header:
         return False
-    raise ConfigError(f"{path}: header must hold time,symbol,price,qty (ticks) or time,open,high,low,close,volume (bars)")
+    raise ConfigError(
+        f"{path}: header must hold time,symbol,price,qty (ticks) or time,open,high,low,close,volume (bars)"
+    )
 
 
 def _open(path: Path):  # noqa: ANN202 - a text file handle

@@ -28,7 +28,9 @@ class DeclarativeStrategy(Strategy):
     name = "declarative"
     version = "1"
 
-    def __init__(self, entry: Rule, exit: Rule | None, confidence: float = DEFAULT_CONFIDENCE, risk: Risk | None = None):
+    def __init__(
+        self, entry: Rule, exit: Rule | None, confidence: float = DEFAULT_CONFIDENCE, risk: Risk | None = None
+    ) -> None:
         super().__init__(risk=risk)
         self.entry = entry
         self.exit = exit

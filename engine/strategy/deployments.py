@@ -146,7 +146,8 @@ def _timeframes(params: Mapping[str, Any], from_rule: Timeframe | None) -> froze
     except ConfigError as exc:
         raise DocumentError("parameters.timeframe", str(exc)) from None
     if from_rule is not None and timeframes != {from_rule}:
-        raise DocumentError("parameters.timeframe", f"{raw!r} contradicts entry_conditions.timeframe {from_rule.label!r}")
+        contradiction = f"{raw!r} contradicts entry_conditions.timeframe {from_rule.label!r}"
+        raise DocumentError("parameters.timeframe", contradiction)
     return timeframes
 
 

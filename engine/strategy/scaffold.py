@@ -91,10 +91,9 @@ from engine.strategy import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
+    buy_sell,
     column_of,
-    confidence_from,
     crossed_above,
     crossed_below,
 )
@@ -114,11 +113,8 @@ class {cls}(Strategy):
         return [f"sma({{self.config['period']}})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        if crossed_above(ind, "close", self.sma):
-            return [self.intent(SignalType.BUY, bar, ind, confidence_from(0.5))]
-        if crossed_below(ind, "close", self.sma):
-            return [self.intent(SignalType.SELL, bar, ind, confidence_from(0.5))]
-        return []
+        signal = buy_sell(crossed_above(ind, "close", self.sma), crossed_below(ind, "close", self.sma))
+        return self.emit(signal, bar, ind, strength=0.5)  # confidence 0.5 + 0.45 * strength
 '''
 
 _TEST = '''\

@@ -12,10 +12,9 @@ from engine.strategy import (
     IndicatorView,
     Param,
     SignalIntent,
-    SignalType,
     Strategy,
+    buy_sell,
     column_of,
-    confidence_from,
     crossed_above,
     crossed_below,
 )
@@ -39,10 +38,5 @@ class RocMomentum(Strategy):
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
         threshold = self.config["threshold"]
-        if crossed_above(ind, self.roc, threshold):
-            signal = SignalType.BUY
-        elif crossed_below(ind, self.roc, -threshold):
-            signal = SignalType.SELL
-        else:
-            return []
-        return [self.intent(signal, bar, ind, confidence_from(abs(ind[self.roc]) / (2 * threshold)))]
+        signal = buy_sell(crossed_above(ind, self.roc, threshold), crossed_below(ind, self.roc, -threshold))
+        return self.emit(signal, bar, ind, abs(ind[self.roc]) / (2 * threshold))

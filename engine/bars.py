@@ -7,10 +7,11 @@ Rules (the stream, the CLI and backtests share them):
   Open and close are the prices of the earliest and latest tick by exchange
   time (ties: arrival order), so ticks reordered within the lateness give the
   bar that the time-sorted ticks give.
-* A tick is rejected, in this order of checks, for ``bad_price`` (NaN, inf or
-  <= 0), ``bad_qty`` (NaN, inf or < 0), ``out_of_session`` (before 09:15:00 or
-  at/after 15:30:00 IST; weekends and holidays are *not* rejected: the exchange
-  calendar is the feed's business) and ``late``. A rejected tick changes no state.
+* A tick is rejected, in this order of checks, for ``bad_price`` (NaN, <= 0 or
+  >= 1e9), ``bad_qty`` (NaN, < 0 or >= 1e12), ``out_of_session`` (before
+  09:15:00 or at/after 15:30:00 IST; weekends and holidays are *not* rejected:
+  the exchange calendar is the feed's business) and ``late``. A rejected tick
+  changes no state.
 * Lateness: each instrument has a clock ``max_ts``, the greatest exchange time
   of its accepted ticks (raised also by :meth:`BarAggregator.advance_watermark`
   and :meth:`BarAggregator.flush`). A tick is ``late`` when
@@ -41,6 +42,8 @@ import numpy as np
 from engine.domain import (
     DAY_NS,
     IST_OFFSET_NS,
+    MAX_PRICE,
+    MAX_QTY,
     N_TIMEFRAMES,
     NS_PER_S,
     SESSION_CLOSE_NS,
@@ -329,9 +332,9 @@ def _update(inst, ts, price, qty, start, lateness, status, max_ts, bi, bf, out_i
 def _check(t, p, q, clock, lateness):
     """Status of one tick: 0 if usable, else the first failing Reason.status."""
     tod = (t + IST_OFFSET_NS) % DAY_NS
-    if not (p > 0.0 and p < np.inf):
+    if not (p > 0.0 and p < MAX_PRICE):
         return _BAD_PRICE
-    if not (q >= 0.0 and q < np.inf):
+    if not (q >= 0.0 and q < MAX_QTY):
         return _BAD_QTY
     if tod < SESSION_OPEN_NS or tod >= SESSION_CLOSE_NS:
         return _OUT_OF_SESSION

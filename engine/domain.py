@@ -29,6 +29,9 @@ IST_OFFSET_NS = (5 * 60 + 30) * NS_PER_MIN
 SESSION_OPEN_NS = (9 * 60 + 15) * NS_PER_MIN
 SESSION_CLOSE_NS = (15 * 60 + 30) * NS_PER_MIN
 SESSION_NS = SESSION_CLOSE_NS - SESSION_OPEN_NS
+#: Usable ticks have 0 < price < MAX_PRICE and 0 <= qty < MAX_QTY (the database holds prices < 1e10).
+MAX_PRICE = 1e9
+MAX_QTY = 1e12
 
 
 class Timeframe(IntEnum):

@@ -37,6 +37,8 @@ import orjson
 from engine.domain import (
     DAY_NS,
     IST_OFFSET_NS,
+    MAX_PRICE,
+    MAX_QTY,
     SESSION_CLOSE_NS,
     SESSION_OPEN_NS,
     Reason,
@@ -46,8 +48,6 @@ from engine.domain import (
 )
 from engine.instruments import InstrumentRegistry
 
-MAX_PRICE = 1e9
-MAX_QTY = 1e12
 TIME_MIN_NS = datetime_to_ns(datetime(2000, 1, 1, tzinfo=timezone.utc))
 TIME_MAX_NS = datetime_to_ns(datetime(2100, 1, 1, tzinfo=timezone.utc))
 _TIME_MIN_MS, _TIME_MAX_MS = TIME_MIN_NS // 1_000_000, TIME_MAX_NS // 1_000_000
@@ -102,8 +102,8 @@ class DecodedTicks:
 
 _KERNEL_DETAIL = {
     Reason.LATE: "older than the symbol's newest tick minus the allowed lateness",
-    Reason.BAD_PRICE: "price must be finite and > 0",
-    Reason.BAD_QTY: "qty must be finite and >= 0",
+    Reason.BAD_PRICE: f"price must be > 0 and < {MAX_PRICE:.0e}",
+    Reason.BAD_QTY: f"qty must be >= 0 and < {MAX_QTY:.0e}",
     Reason.OUT_OF_SESSION: "outside the NSE session 09:15-15:30 IST",
 }
 

@@ -152,6 +152,8 @@ def test_zero_lateness_closes_on_the_first_tick_of_the_next_bar() -> None:
         (float("inf"), 1, "2026-01-05T10:00", "bad_price"),
         (0.0, 1, "2026-01-05T10:00", "bad_price"),
         (-5.0, 1, "2026-01-05T10:00", "bad_price"),
+        (2e9, 1, "2026-01-05T10:00", "bad_price"),
+        (100.0, 1e13, "2026-01-05T10:00", "bad_qty"),
         (100.0, -1, "2026-01-05T10:00", "bad_qty"),
         (100.0, float("nan"), "2026-01-05T10:00", "bad_qty"),
         (100.0, 1, "2026-01-05T09:14:59.999", "out_of_session"),

@@ -34,6 +34,7 @@ BAD_LINES = [
     (b'{"symbol":"TCS","time":1767584700000,"price":Infinity,"qty":1}', Reason.BAD_PRICE),
     (line(price=-1.5), Reason.BAD_PRICE),
     (line(price=0), Reason.BAD_PRICE),
+    (line(price=2e9), Reason.BAD_PRICE),
     (line(price="3100.5"), Reason.BAD_PRICE),
     (line(price=True), Reason.BAD_PRICE),
     (line(price=None), Reason.BAD_PRICE),

@@ -67,15 +67,16 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 async def migrate(dsn: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply the pending migrations in order; return the names applied (empty when up to date).
 
-    Raises ServiceUnavailable/ConfigError when the database cannot be reached and
-    Inconsistency when a migration fails (it is rolled back) or an applied one changed.
+    Raises ServiceUnavailable/ConfigError when the database cannot be reached (ConfigError
+    also when its user may not create the ``engine`` schema) and Inconsistency when a
+    migration fails (it is rolled back) or an applied one changed.
     """
     migrations = discover(directory)
     conn = await connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         try:
-            await conn.execute(_BOOKKEEPING)
+            await _create_bookkeeping(conn)
             applied = await _applied_checksums(conn)
             _check_unchanged(migrations, applied)
             done = []
@@ -102,6 +103,13 @@ async def migration_status(dsn: str, *, directory: Path = MIGRATIONS_DIR) -> lis
         await conn.close()
     applied_at = {row["name"]: row["applied_at"] for row in rows}
     return [(m.name, applied_at.get(m.name)) for m in migrations]
+
+
+async def _create_bookkeeping(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.execute(_BOOKKEEPING)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ConfigError(f"the database user may not create the schema engine or its tables: {exc}") from exc
 
 
 async def _applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:

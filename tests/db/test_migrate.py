@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ async def fetchval(dsn: str, sql: str):
     conn = await connect(dsn)
     try:
         return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+async def execute(dsn: str, sql: str) -> None:
+    conn = await connect(dsn)
+    try:
+        await conn.execute(sql)
     finally:
         await conn.close()
 
@@ -87,3 +96,14 @@ def test_a_misnamed_sql_file_is_a_config_error(tmp_path: Path):
     (tmp_path / "1_oops.sql").write_text("SELECT 1;")
     with pytest.raises(ConfigError, match="NNNN_lowercase_name.sql"):
         discover(tmp_path)
+
+
+def test_a_user_who_may_not_create_the_engine_schema_gets_a_config_error(pg_empty_dsn):
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    asyncio.run(execute(pg_empty_dsn, f"CREATE ROLE {role} LOGIN"))
+    try:
+        as_reader = pg_empty_dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
+        with pytest.raises(ConfigError, match="may not create the schema engine"):
+            asyncio.run(migrate(as_reader))
+    finally:
+        asyncio.run(execute(pg_empty_dsn, f"DROP ROLE {role}"))

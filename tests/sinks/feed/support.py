@@ -130,6 +130,9 @@ class FeedClient:
 
     @classmethod
     async def connect(cls, address: str, *, rcvbuf: int | None = None, **kwargs: Any) -> FeedClient:
+        """Open a connection. By default the client buffers without limit (``max_queue=None``): a bounded
+        client queue pauses reading, and then websockets' close() waits its full close_timeout."""
+        kwargs.setdefault("max_queue", None)
         sock = None
         if rcvbuf is not None:  # a client on a thin link: tiny receive buffer
             host, port = address.removeprefix("ws://").rstrip("/").split(":")

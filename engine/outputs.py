@@ -151,7 +151,8 @@ def notification_row(msg: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+    """JSON-safe value: NaN/inf become null; -0.0 becomes 0.0 (jsonb has no negative zero)."""
+    return float(x) + 0.0 if math.isfinite(x) else None
 
 
 def _text(d: Decimal | None) -> str | None:

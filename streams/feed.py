@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from engine.errors import ConfigError
 from engine.partitioner import partition_for
 
-TICKS = "market.ticks"
+from streams.topics import MARKET_TICKS as TICKS
 
 
 class PacketProducer:

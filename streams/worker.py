@@ -43,13 +43,13 @@ from engine.pipeline import SignalPipeline, Step
 from engine.settings import Settings
 from engine.ticks import Reject, decode_packets
 from sinks.postgres import MARKETDATA, NOTIFICATIONS, SIGNALS, CopySink
+from streams import topics
 from streams.transport import SCHEME
 
 log = logging.getLogger("sharewise.worker")
 
-TICKS, DLQ, BARS, SIGNALS_T, ORDERS, NOTIFICATIONS_T = (
-    "market.ticks", "market.ticks.dlq", "market.bars", "signals", "orders", "notifications",
-)  # fmt: skip
+TICKS, DLQ, BARS = topics.MARKET_TICKS, topics.MARKET_TICKS_DLQ, topics.MARKET_BARS
+SIGNALS_T, ORDERS, NOTIFICATIONS_T = topics.SIGNALS, topics.ORDERS, topics.NOTIFICATIONS
 STATE_FORMAT = 1
 
 
@@ -117,7 +117,7 @@ class EngineWorker:
             producer_max_batch_size=262144, consumer_max_fetch_size=4 * 1024 * 1024, loghandlers=[],
         )  # fmt: skip
         topic = lambda name: app.topic(name, value_serializer="raw", key_serializer="raw")  # noqa: E731
-        self.topics = {name: topic(name) for name in (TICKS, DLQ, BARS, SIGNALS_T, ORDERS, NOTIFICATIONS_T)}
+        self.topics = {name: topic(name) for name in topics.ENGINE_TOPICS}
         app.agent(self.topics[TICKS], name="sharewise.ticks")(self._ticks_agent)
         self.sinks = {
             BARS: (CopySink(self.dsn, MARKETDATA), _bar_rows),

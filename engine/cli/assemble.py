@@ -13,8 +13,6 @@ from engine.strategy.runner import Deployment, StrategyRunner
 
 log = logging.getLogger("sharewise")
 
-ENGINE_TOPICS = ("market.ticks", "market.ticks.dlq", "market.bars", "signals", "orders", "notifications")
-
 _ACTIVE_STRATEGIES = (
     "SELECT id, user_id, name, parameters, entry_conditions, exit_conditions, risk_management, is_active"
     " FROM strategies_strategy WHERE is_active ORDER BY created_at, id"
@@ -25,9 +23,10 @@ async def prepare(settings: Settings, dsn: str, bootstrap: str) -> list[str]:
     """Migrate the schema and create the engine's topics; return the migrations applied."""
     from db.migrate import migrate
     from streams.admin import ensure_topics
+    from streams.topics import engine_topics
 
     applied = await migrate(dsn)
-    await ensure_topics(bootstrap, {name: settings.partitions for name in ENGINE_TOPICS})
+    await ensure_topics(bootstrap, engine_topics(settings.partitions))
     return applied
 
 

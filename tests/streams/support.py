@@ -1,0 +1,143 @@
+"""Shared helpers of the pipeline tests: a tick file with known bad lines, the offline reference, DB snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import orjson
+
+from engine.feeds.synth import IST, SyntheticFeed
+from engine.instruments import InstrumentRegistry
+from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
+from engine.pipeline import SignalPipeline
+from engine.strategy.runner import Deployment, StrategyRunner
+from engine.ticks import decode_packets
+
+SYMBOLS = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN")
+DAY = dt.date(2026, 1, 5)  # a Monday
+
+#: (reason, line) pairs appended at known places; each must end in the DLQ with that reason
+BAD_LINES = [
+    ("bad_json", b'{"symbol": "TCS", "time": 1767584700000, "price": 10'),
+    ("missing_field", b'{"symbol": "TCS", "price": 3500.0, "qty": 1}'),
+    ("bad_price", b'{"symbol": "INFY", "time": 1767585000000, "price": NaN, "qty": 1}'),
+    ("bad_price", b'{"symbol": "INFY", "time": 1767585000000, "price": -4.5, "qty": 1}'),
+    ("bad_qty", b'{"symbol": "INFY", "time": 1767585000000, "price": 1500.5, "qty": -3}'),
+    ("unknown_symbol", b'{"symbol": "NOSUCHCO", "time": 1767585000000, "price": 100.0, "qty": 1}'),
+    ("out_of_session", b'{"symbol": "SBIN", "time": "2026-01-05T08:00:00+05:30", "price": 800.0, "qty": 1}'),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TickFile:
+    path: Path
+    good: int
+    bad: list[tuple[str, bytes]]
+
+    @property
+    def lines(self) -> int:
+        return self.good + len(self.bad)
+
+
+def make_tick_file(path: Path, *, minutes: float = 180, rate: float = 4.0, seed: int = 11,
+                   late: bool = True) -> TickFile:
+    """A JSONL tick file over ``SYMBOLS`` with the :data:`BAD_LINES` spread through it.
+
+    ``late`` adds one tick far older than its symbol's clock (reason ``late``).
+    """
+    registry = InstrumentRegistry.from_symbols(SYMBOLS)
+    prices = np.array([2900.0, 3500.0, 1500.0, 950.0, 1350.0, 800.0])
+    feed = SyntheticFeed(prices, seed=seed, start_day=DAY, ticks_per_market_second=rate)
+    batch = feed.advance(minutes * 60)
+    lines = [orjson.dumps({"symbol": registry.symbols[k], "time": t, "price": p, "qty": q})
+             for k, t, p, q in zip(batch.inst.tolist(), (batch.ts_ns // 1_000_000).tolist(), batch.price.tolist(),
+                                   batch.qty.tolist())]
+    bad = list(BAD_LINES)
+    if late:
+        bad.append(("late", orjson.dumps({"symbol": "RELIANCE", "time": int(batch.ts_ns[0] // 1_000_000),
+                                          "price": 2900.0, "qty": 1})))
+    good = len(lines)
+    step = max(1, good // (len(bad) + 1))
+    for i, (_, raw) in enumerate(bad):
+        lines.insert(min(len(lines), step * (i + 1) + i), raw)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return TickFile(path, good, bad)
+
+
+@dataclass(slots=True)
+class Reference:
+    bars: set[tuple]
+    signals: set[tuple]
+    dlq: list[str]
+    ticks: int
+
+
+def offline_reference(path: Path, registry: InstrumentRegistry, deployments: list[Deployment], *,
+                      lateness_s: float, flush: bool) -> Reference:
+    """What the pipeline must write for ``path``: the pure core run tick by tick in file order."""
+    pipeline = SignalPipeline(registry, StrategyRunner(deployments), lateness_s=lateness_s)
+    bars, signals, dlq, ticks = set(), set(), [], 0
+    steps = []
+    for raw in path.read_bytes().splitlines():
+        if not raw.strip():
+            continue
+        decoded = decode_packets([raw], registry)
+        status, step = pipeline.feed(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
+        dlq += [str(r.reason) for r in decoded.rejects + decoded.rejected_by(status)]
+        ticks += int(len(status) - np.count_nonzero(status))
+        steps.append(step)
+    if flush:
+        steps.append(pipeline.flush())
+    for step in steps:
+        for bar, row in zip(step.bars, step.rows):
+            bars.add(normal_bar(marketdata_record(bar_message(bar, row, pipeline.default_positions))))
+        for sig in step.signals:
+            signals.add(normal_signal(signal_row(signal_message(sig))))
+    return Reference(bars, signals, dlq, ticks)
+
+
+def normal_bar(rec: tuple) -> tuple:
+    ident, symbol, time, o, h, lo, c, v, tf, ind = rec
+    return (str(ident), symbol, time.astimezone(dt.timezone.utc), o, h, lo, c, v, tf, orjson.dumps(orjson.loads(ind), option=orjson.OPT_SORT_KEYS))
+
+
+def normal_signal(rec: tuple) -> tuple:
+    ident, time, symbol, strategy, kind, conf, entry, target, stop, valid, user, strategy_id, _ = rec
+    return (str(ident), time.astimezone(dt.timezone.utc), symbol, strategy, kind, conf, entry, target, stop,
+            str(user), str(strategy_id))
+
+
+async def database_rows(dsn: str) -> tuple[list[tuple], list[tuple], int]:
+    """(bars, signals, notifications count) as written, normalised like the reference."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        bars = [normal_bar((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])) for r in await conn.fetch(
+            "SELECT id, symbol, timestamp, open_price, high_price, low_price, close_price, volume, timeframe,"
+            " technical_indicators::text FROM analytics_marketdata")]
+        signals = [normal_signal(tuple(r) + (None,)) for r in await conn.fetch(
+            "SELECT id, timestamp, symbol, strategy_name, signal_type, confidence_score, entry_price, target_price,"
+            " stop_loss, valid_until, user_id, created_by_strategy_id FROM trading_signal")]
+        notes = await conn.fetchval("SELECT count(*) FROM notifications_notification WHERE notification_type = 'SIGNAL'")
+    finally:
+        await conn.close()
+    return bars, signals, notes
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:  # noqa: ANN001
+    """Poll an async predicate until true or timeout; returns its last value."""
+
+    async def loop() -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if await predicate():
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(interval)
+
+    return asyncio.run(loop())

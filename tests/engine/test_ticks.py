@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from engine.bars import BarAggregator
 from engine.domain import IST, Reason, Tick, datetime_to_ns
@@ -108,6 +108,7 @@ ticks = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(ticks, max_size=50))
 def test_encode_then_decode_round_trips(batch: list[Tick]) -> None:
     decoded = decode_packet(encode_packet(batch), REGISTRY)
@@ -121,6 +122,7 @@ def test_encode_then_decode_round_trips(batch: list[Tick]) -> None:
 junk = st.one_of(st.sampled_from([raw for raw, _ in BAD_LINES]), st.binary(max_size=30).filter(lambda b: b"\n" not in b))
 
 
+@settings(deadline=None)
 @given(st.lists(st.one_of(ticks.map(encode_tick), junk), max_size=40))
 def test_every_non_blank_line_is_either_a_tick_or_one_reject(lines: list[bytes]) -> None:
     decoded = decode_packet(b"\n".join(lines), REGISTRY)

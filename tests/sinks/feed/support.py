@@ -39,8 +39,8 @@ class FeedEnv:
         return FeedConfig(topics=self.topics, **overrides)
 
     @contextlib.asynccontextmanager
-    async def server(self, **overrides: Any) -> AsyncIterator[FeedServer]:
-        async with FeedServer(self.settings, self.dsn, self.bootstrap, host="127.0.0.1", port=0,
+    async def server(self, port: int = 0, **overrides: Any) -> AsyncIterator[FeedServer]:
+        async with FeedServer(self.settings, self.dsn, self.bootstrap, host="127.0.0.1", port=port,
                               config=self.config(**overrides)) as server:
             yield server
 

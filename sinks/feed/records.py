@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import orjson
 
 from engine.errors import BadData
+from streams.topics import MARKET_BARS, NOTIFICATIONS, ORDERS, SIGNALS
 
 #: owner of the market-data (bars) sequence: nobody's account, everyone's feed
 MARKET_USER = str(uuid.UUID(int=0))
 
 #: feed channel -> Kafka topic it is read from
-CHANNEL_TOPICS = {"signals": "signals", "orders": "orders", "notifications": "notifications", "bars": "market.bars"}
+CHANNEL_TOPICS = {"signals": SIGNALS, "orders": ORDERS, "notifications": NOTIFICATIONS, "bars": MARKET_BARS}
 #: feed channel -> the ``op`` of its message frames
 CHANNEL_OPS = {"signals": "signal", "orders": "order", "notifications": "notification", "bars": "bar"}
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -243,7 +243,7 @@ class IndicatorView(Mapping[str, float]):
 
     __slots__ = ("_index", "_row", "_prev")
 
-    def __init__(self, index: Mapping[str, int], row: np.ndarray, prev: np.ndarray | None) -> None:
+    def __init__(self, index: Mapping[str, int], row: Sequence[float], prev: Sequence[float] | None) -> None:
         self._index = index
         self._row = row
         self._prev = prev
@@ -253,29 +253,33 @@ class IndicatorView(Mapping[str, float]):
         """A view built from plain dicts, for tests: keys of ``current`` define the columns."""
         names = list(current)
         index = {name: i for i, name in enumerate(names)}
-        row = np.array([current[n] for n in names], dtype=np.float64)
-        prev_row = None if prev is None else np.array([prev.get(n, math.nan) for n in names], dtype=np.float64)
+        row = [float(current[n]) for n in names]
+        prev_row = None if prev is None else [float(prev.get(n, math.nan)) for n in names]
         return cls(index, row, prev_row)
 
     def __getitem__(self, name: str) -> float:
-        return float(self._row[self._position(name)])
+        try:
+            return self._row[self._index[name]]
+        except KeyError:
+            raise _missing(name) from None
 
     def prev(self, name: str) -> float:
         """Value of ``name`` at the previous bar of this series; NaN when there is none."""
-        i = self._position(name)
-        return math.nan if self._prev is None else float(self._prev[i])
-
-    def _position(self, name: str) -> int:
         try:
-            return self._index[name]
+            i = self._index[name]
         except KeyError:
-            raise KeyError(f"no column {name!r} in this view (did indicators() ask for it?)") from None
+            raise _missing(name) from None
+        return math.nan if self._prev is None else self._prev[i]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+def _missing(name: str) -> KeyError:
+    return KeyError(f"no column {name!r} in this view (did indicators() ask for it?)")
 
 
 class Strategy(ABC):

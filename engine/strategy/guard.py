@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 #: Audit events refused inside a guarded call (exact names, or prefixes ending in ".").
 BLOCKED = (
@@ -82,29 +80,31 @@ def _short(args: tuple[object, ...]) -> str:
 _GUARD = _Guard()
 
 
-@contextmanager
-def guarded() -> Iterator[_Attempt]:
-    """Refuse audited I/O in this thread for the duration; the yielded object tells what was attempted.
+class guarded:  # noqa: N801 - used like a function: ``with guarded() as attempt``
+    """Refuse audited I/O in this thread while the block runs; ``event`` then tells what was attempted.
 
-    Not re-entrant across threads: one thread at a time runs strategies.
+    After the block, ``event`` is the first refused I/O event, or None. One
+    thread at a time runs strategies (not re-entrant across threads).
     """
-    with _GUARD.lock:
-        if not _GUARD.installed:
-            sys.addaudithook(_GUARD.hook)
-            _GUARD.installed = True
-    attempt = _Attempt()
-    _GUARD.thread, _GUARD.attempt = threading.get_ident(), None
-    try:
-        yield attempt
-    finally:
-        attempt.event = _GUARD.attempt
-        _GUARD.thread, _GUARD.attempt = None, None
-
-
-class _Attempt:
-    """Filled when the guarded block ends: ``event`` is the first refused I/O event, or None."""
 
     __slots__ = ("event",)
 
     def __init__(self) -> None:
         self.event: str | None = None
+
+    def __enter__(self) -> guarded:
+        if not _GUARD.installed:
+            _install()
+        _GUARD.thread, _GUARD.attempt = threading.get_ident(), None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.event = _GUARD.attempt
+        _GUARD.thread, _GUARD.attempt = None, None
+
+
+def _install() -> None:
+    with _GUARD.lock:
+        if not _GUARD.installed:
+            sys.addaudithook(_GUARD.hook)
+            _GUARD.installed = True

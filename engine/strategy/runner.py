@@ -158,7 +158,7 @@ class StrategyRunner:
         self._slots: dict[str, _Slot] = {}
         self._routes: dict[tuple[str, Timeframe], list[_Slot]] = {}
         self._layout = _Layout()
-        self._prev: dict[str, np.ndarray] = {}
+        self._prev: dict[str, list[float]] = {}
         for deployment in deployments:
             self.add(deployment)
 
@@ -239,7 +239,7 @@ class StrategyRunner:
             return []
         table = self._table(bars, rows, columns)
         emitted: list[EmittedSignal] = []
-        for bar, row in zip(bars, table):
+        for bar, row in zip(bars, table.tolist()):
             key = series_key(bar.symbol, bar.timeframe.label)
             view = IndicatorView(self._layout.index, row, self._prev.get(key))
             for slot in self._route(bar.symbol, bar.timeframe):
@@ -328,7 +328,7 @@ class StrategyRunner:
         doc = {
             "format": SNAPSHOT_FORMAT,
             "columns": list(self._layout.columns),
-            "series": {k: row.tolist() for k, row in self._prev.items() if chosen(k)},
+            "series": {k: row for k, row in self._prev.items() if chosen(k)},
             "deployments": {
                 key: {
                     "failures": slot.failures,
@@ -352,7 +352,7 @@ class StrategyRunner:
         if not self._layout.columns:
             self._layout = _Layout.of(source)
         for key, values in doc["series"].items():
-            row = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+            row = [math.nan if v is None else float(v) for v in values]
             self._prev[key] = _remap(row, source, self._layout)
         for key, saved in doc["deployments"].items():
             slot = self._slots.get(key)
@@ -370,8 +370,8 @@ class StrategyRunner:
             self._fail(slot, FailureKind.ERROR, f"load_state raised {_describe(exc)}", None)
 
 
-def _remap(row: np.ndarray, source: Sequence[str], layout: _Layout) -> np.ndarray:
-    out = np.full(len(layout.columns), math.nan)
+def _remap(row: Sequence[float], source: Sequence[str], layout: _Layout) -> list[float]:
+    out = [math.nan] * len(layout.columns)
     for i, name in enumerate(source):
         j = layout.index.get(name)
         if j is not None and i < len(row):

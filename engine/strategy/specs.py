@@ -9,12 +9,18 @@ never spell column names by hand.
 
 from __future__ import annotations
 
+import functools
+
 from engine.errors import ConfigError
 from engine.indicators import parse
 
 
+@functools.lru_cache(maxsize=4096)
 def column_of(spec: str) -> str:
-    """The column holding the single value of ``spec``; raise :class:`ConfigError` for a bad or multi-output spec."""
+    """The column holding the single value of ``spec``; raise :class:`ConfigError` for a bad or multi-output spec.
+
+    Cached: strategies may call it on every bar.
+    """
     if not isinstance(spec, str):
         raise ConfigError(f"indicator spec must be a string, got {type(spec).__name__}")
     columns = parse(spec).columns

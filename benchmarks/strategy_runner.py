@@ -1,6 +1,6 @@
 """Cost of strategy evaluation: the six built-ins on many symbols, through the isolating runner.
 
-    python benchmarks/strategies.py [--symbols 50] [--bars 400]
+    python benchmarks/strategy_runner.py [--symbols 50] [--bars 400]
 
 Indicator rows are computed first (not timed); the timed part is
 ``StrategyRunner.on_bars``, one call per bar time with every symbol's bar, as

@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
 
 @clean_errors
 def backtest(
-    file: Path = typer.Argument(..., help="Ticks CSV (time,symbol,price,qty) or bars CSV (time,open,high,low,close,volume)."),
+    file: Path = typer.Argument(
+        ..., help="Ticks CSV (time,symbol,price,qty) or bars CSV (time,open,high,low,close,volume)."
+    ),
     strategy: str = typer.Option(..., "--strategy", "-s", help="Strategy name (see `sharewise strategy list`)."),
     params: str = typer.Option("{}", "--params", help='Strategy parameters as a JSON object, e.g. \'{"fast": 5}\'.'),
     timeframe: str = typer.Option("5m", "--timeframe", "-t", help="Bar timeframe: 1m, 5m, 15m, 1h or 1d."),
@@ -98,7 +100,8 @@ async def _save(dsn: str, email: str, name: str, summary: dict[str, Any]) -> Non
             email, name, orjson.dumps(summary).decode(),
         )  # fmt: skip
     except asyncpg.PostgresError as exc:
-        raise ConfigError(f"cannot save backtest_results: {exc} (is the database migrated? `sharewise db migrate`)") from exc
+        hint = "is the database migrated? `sharewise db migrate`"
+        raise ConfigError(f"cannot save backtest_results: {exc} ({hint})") from exc
     finally:
         await conn.close()
     if status.endswith(" 0"):

@@ -30,11 +30,13 @@ if sys.argv[3] == "wait":
 """
 
 
-def spawn_owner(home: Path, *, keep: bool = False, wait: bool = True) -> tuple[subprocess.Popen[str], str]:
+def spawn_owner(
+    home: Path, *, keep: bool = False, wait: bool = True, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Start an owner process; return it and the DSN it printed once the server was up."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
+    env = env or {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
     args = [sys.executable, "-c", OWNER, str(home), "keep" if keep else "-", "wait" if wait else "exit"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 
 
@@ -121,9 +123,35 @@ def test_keep_running_outlives_every_owner_until_stop_postgres(home):
     user, user_dsn = spawn_owner(home.home, wait=False)
     assert user.wait(timeout=60) == 0
     assert (user_dsn, postgres_status(home)["pid"]) == (dsn, pid)
+    assert keeper.stderr.read() == user.stderr.read() == ""  # e.g. no warning about XDG_RUNTIME_DIR
 
     stop_postgres(home)
     assert not postgres_status(home)["running"]
+
+
+def test_a_fresh_machine_without_runtime_dir_gets_a_private_one(home, tmp_path):
+    runtime = tmp_path / "run" / "user" / str(os.geteuid())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")} | {"XDG_RUNTIME_DIR": str(runtime)}
+    owner, dsn = spawn_owner(home.home, wait=False, env=env)
+    assert owner.wait(timeout=60) == 0 and dsn.startswith("postgresql://postgres@/postgres?host=")
+    assert owner.stderr.read() == ""
+    lock_dir = runtime / "python_PostgresServer"
+    assert (lock_dir / ".lockfile").is_file()
+    assert lock_dir.stat().st_uid == os.geteuid() and lock_dir.stat().st_mode & 0o077 == 0
+    assert not postgres_status(home)["running"]
+
+
+def test_a_runtime_dir_owned_by_someone_else_is_refused(tmp_path):
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    (runtime / "python_PostgresServer").mkdir()
+    os.chown(runtime / "python_PostgresServer", 4242, 4242)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "PATH": os.environ.get("PATH", "")}
+    code = ("from pathlib import Path; from db.embedded import start_postgres; from engine.settings import Settings; "
+            "start_postgres(Settings(home=Path('unused')))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "ConfigError: runtime directory" in result.stderr and "not a directory owned by this user" in result.stderr
+    assert server_processes(tmp_path) == []
 
 
 def _home_is_a_file(root: Path) -> Settings:

@@ -73,11 +73,8 @@ class TokenIssuer:
         """Sign a new token for ``user_id``; return it with its claims (keep the claims, show the token once)."""
         if ttl <= timedelta(0):
             raise ConfigError("a token's time to live must be positive")
-        unknown = sorted(set(channels) - set(FEED_CHANNELS))
-        if unknown or not channels:
-            raise ConfigError(f"channels must be a non-empty subset of {', '.join(FEED_CHANNELS)}; got {channels}")
         issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-        claims = TokenClaims(str(uuid.UUID(user_id)), str(uuid.uuid4()), issued, issued + ttl, tuple(channels))
+        claims = TokenClaims(str(uuid.UUID(user_id)), str(uuid.uuid4()), issued, issued + ttl, check_channels(channels))
         payload = {"sub": claims.user_id, "jti": claims.jti, "iat": issued, "exp": claims.expires_at,
                    "chn": list(claims.channels)}
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
@@ -111,6 +108,13 @@ def _claims(payload: dict[str, object]) -> TokenClaims:
     if not isinstance(channels, list) or not set(channels) <= set(FEED_CHANNELS):
         raise TokenRejected("invalid")
     return TokenClaims(user_id, jti, issued, expires, tuple(channels))
+
+
+def check_channels(channels: tuple[str, ...]) -> tuple[str, ...]:
+    """``channels`` if it is a non-empty subset of :data:`FEED_CHANNELS`; ConfigError otherwise."""
+    if not channels or not set(channels) <= set(FEED_CHANNELS):
+        raise ConfigError(f"channels must be a non-empty subset of {', '.join(FEED_CHANNELS)}; got {', '.join(channels)}")
+    return tuple(channels)
 
 
 def parse_ttl(text: str) -> timedelta:

@@ -13,7 +13,7 @@ from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, load_secret, parse_ttl
+from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, load_secret, parse_ttl
 
 token_app = typer.Typer(help="Create and revoke websocket feed tokens.", no_args_is_help=True)
 
@@ -59,7 +59,7 @@ def token_create(
 
     settings = Settings.from_env()
     lifetime = parse_ttl(ttl)
-    wanted = tuple(c.strip() for c in channels.split(",") if c.strip())
+    wanted = check_channels(tuple(c.strip() for c in channels.split(",") if c.strip()))
     issuer = TokenIssuer(load_secret(settings))
 
     async def create(conn: Any) -> tuple[str, Any]:

@@ -18,8 +18,8 @@ def sharewise(*args: str, home: Path, database_url: str | None) -> subprocess.Co
     env |= {"SHAREWISE_HOME": str(home), "COLUMNS": "200"}
     if database_url:
         env["SHAREWISE_DATABASE_URL"] = database_url
-    code = "from engine.cli.app import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
+    script = Path(sys.executable).with_name("sharewise")  # the console script pip installed
+    return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("command", ["migrate", "status"])

@@ -21,6 +21,7 @@ notification); it never stops the other rows from loading.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable, Mapping
 
 import orjson
@@ -106,6 +107,7 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
         symbols=symbols,
         user_id=_text(row.get("user_id")),
         strategy_id=_text(row.get("id")),
+        revision=_revision(row, docs),
     )
 
 
@@ -158,6 +160,12 @@ def _symbols(params: Mapping[str, Any]) -> frozenset[str] | None:
     if not isinstance(raw, list) or not raw or not all(isinstance(s, str) and s.strip() for s in raw):
         raise DocumentError("parameters.symbols", 'must be a non-empty list of symbols, or "*" for every symbol')
     return frozenset(s.strip().upper() for s in raw)
+
+
+def _revision(row: Mapping[str, Any], docs: Mapping[str, Any]) -> str:
+    """A digest of what defines the deployment: name, owner and the JSON columns."""
+    content = {"name": row.get("name"), "user_id": _text(row.get("user_id")), **docs}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
 
 
 def _json(row: Mapping[str, Any], column: str) -> Any:

@@ -53,7 +53,8 @@ class Deployment:
     ``name`` is the ``strategy_name`` its signals carry; ``symbols`` None means
     every symbol; ``strategy_id`` is the ``strategies_strategy`` row (None for
     a built-in run directly, e.g. by a backtest). ``key`` identifies it in
-    failures and snapshots.
+    failures and snapshots; ``revision`` (a digest of its row) tells a reload
+    whether it changed.
     """
 
     strategy: Strategy
@@ -62,6 +63,7 @@ class Deployment:
     symbols: frozenset[str] | None = None
     user_id: str | None = None
     strategy_id: str | None = None
+    revision: str | None = None
 
     @property
     def key(self) -> str:
@@ -190,12 +192,18 @@ class StrategyRunner:
                 pass
 
     def replace(self, deployments: Iterable[Deployment]) -> None:
-        """Make the deployed set exactly ``deployments`` (a reload from the database)."""
+        """Make the deployed set exactly ``deployments`` (a reload from the database).
+
+        A deployment whose key and (non-None) ``revision`` are already deployed
+        is kept as it runs — state, failure count, disabled flag; others are
+        (re)started.
+        """
         wanted = {d.key: d for d in deployments}
         for key in [k for k in self._slots if k not in wanted]:
             self.remove(key)
         for key, deployment in wanted.items():
-            if key not in self._slots or self._slots[key].deployment is not deployment:
+            current = self._slots.get(key)
+            if current is None or not _same(current.deployment, deployment):
                 self.add(deployment)
 
     def stop(self) -> None:
@@ -368,6 +376,10 @@ class StrategyRunner:
             strategy.load_state(saved.get("state", {}))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation
             self._fail(slot, FailureKind.ERROR, f"load_state raised {_describe(exc)}", None)
+
+
+def _same(running: Deployment, new: Deployment) -> bool:
+    return running is new or (new.revision is not None and running.revision == new.revision)
 
 
 def _remap(row: Sequence[float], source: Sequence[str], layout: _Layout) -> list[float]:

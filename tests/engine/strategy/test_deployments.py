@@ -122,3 +122,19 @@ def test_declarative_short_entries_are_covered_and_without_exit_every_edge_fires
     no_exit = {**DECLARATIVE, "entry_conditions": {"left": "rsi(14)", "op": "<", "right": 30}, "exit_conditions": {}}
     steps = [(100.0, r, 50) for r in (20, 20, 40, 20)]
     assert _run(deployment_from_row(no_exit).strategy, steps) == [(0, SignalType.BUY), (3, SignalType.BUY)]
+
+
+def test_a_reload_keeps_unchanged_deployments_running_and_restarts_changed_ones():
+    from engine.strategy import StrategyRunner
+
+    runner = StrategyRunner(deployments_from_rows([DEMO, DECLARATIVE]))
+    before = {d.key: d for d in runner.deployments}
+    changed = {**DECLARATIVE, "parameters": {"symbols": ["INFY"], "confidence": 0.9}}
+    runner.replace(deployments_from_rows([DEMO, changed]))
+    after = {d.key: d for d in runner.deployments}
+    assert after["6f1c0000-0000-0000-0000-0000000000aa/6f1c0000-0000-0000-0000-000000000001"] is before[
+        "6f1c0000-0000-0000-0000-0000000000aa/6f1c0000-0000-0000-0000-000000000001"
+    ]
+    assert after["u1/d1"] is not before["u1/d1"] and after["u1/d1"].strategy.confidence == 0.9
+    runner.replace(deployments_from_rows([changed]))
+    assert [d.key for d in runner.deployments] == ["u1/d1"]

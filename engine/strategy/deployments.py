@@ -125,6 +125,8 @@ def _named(params: Mapping[str, Any], risk: Risk) -> Strategy:
         return discovery.create(name, values, risk)
     except ConfigError as exc:
         raise DocumentError("parameters.params", str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's constructor must not crash the loader
+        raise DocumentError("parameters.strategy", f"{name} failed to start: {type(exc).__name__}: {exc}") from None
 
 
 def _declarative(docs: Mapping[str, Any], params: Mapping[str, Any], risk: Risk) -> tuple[Strategy, Timeframe | None]:

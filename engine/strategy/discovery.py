@@ -83,7 +83,10 @@ def create(name: str, params: Mapping[str, Any] | None = None, risk: Risk | None
         raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(infos) or 'none'}")
     if params is not None and not isinstance(params, Mapping):
         raise ConfigError(f"{name}: parameters must be an object, got {type(params).__name__}")
-    return info.cls(risk=risk, **dict(params or {}))
+    values = dict(params or {})
+    if "risk" in values:
+        raise ConfigError(f"{name}: unknown parameter 'risk' (risk settings come from risk_management)")
+    return info.cls(risk=risk, **values)
 
 
 def refresh() -> None:

@@ -65,6 +65,7 @@ def test_inactive_rows_are_skipped_and_symbols_default_to_all():
         ({"parameters": {}}, "parameters.strategy", "names no strategy"),
         ({"parameters": {"strategy": "ema_cross", "params": {"fast": "x"}}}, "parameters.params", "'fast'"),
         ({"parameters": {"strategy": "ema_cross", "params": [1]}}, "parameters.params", "must be an object"),
+        ({"parameters": {"strategy": "ema_cross", "params": {"risk": 1}}}, "parameters.params", "'risk'"),
         ({"parameters": {"strategy": "ema_cross", "symbols": []}}, "parameters.symbols", "non-empty list"),
         ({"parameters": {"strategy": "ema_cross", "timeframe": "3m"}}, "parameters.timeframe", "unknown timeframe"),
         ({"parameters": "{not json"}, "parameters", "not valid JSON"),

@@ -74,7 +74,8 @@ def start_postgres(settings: Settings, *, keep_running: bool = False) -> str:
     try:
         server = wheel.get_server(pgdata, cleanup_mode="stop")
     except (subprocess.SubprocessError, AssertionError, OSError) as exc:
-        raise ServiceUnavailable("PostgreSQL", str(pgdata), f"the server did not start ({exc}); see {pgdata / 'log'}") from exc
+        detail = f"the server did not start ({exc}); see {pgdata / 'log'}"
+        raise ServiceUnavailable("PostgreSQL", str(pgdata), detail) from exc
     if keep_running:
         (pgdata / KEEP_MARKER).touch()
     _register_exit_hook(server)
@@ -145,9 +146,10 @@ def _check_data_dir(pgdata: Path) -> None:
         return
     strangers = sorted(p.name for p in pgdata.iterdir() if p.name not in _OWN_FILES)
     if strangers:
+        shown = ", ".join(strangers[:3]) + (", …" if len(strangers) > 3 else "")
         raise ConfigError(
-            f"{pgdata} is not a PostgreSQL data directory (no PG_VERSION) and is not empty "
-            f"({', '.join(strangers[:3])}{', …' if len(strangers) > 3 else ''}): move it away or point SHAREWISE_HOME elsewhere"
+            f"{pgdata} is not a PostgreSQL data directory (no PG_VERSION) and is not empty ({shown}): "
+            "move it away or point SHAREWISE_HOME elsewhere"
         )
 
 

@@ -34,15 +34,17 @@ DEMO_CASH = Decimal("1000000.00")
 NIFTY_SYMBOLS = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK"]
 SEGMENTS = ["EQ", "FO", "CD", "COM"]
 
+EXCHANGES = ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]
+#: (name, display name, API base URL, API name)
 BROKERS = [
-    ("Zerodha", "Zerodha (Kite Connect)", "https://api.kite.trade", {"api": "Kite Connect v3", "exchanges": ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]}),
-    ("AngelOne", "Angel One (SmartAPI)", "https://apiconnect.angelbroking.com", {"api": "SmartAPI", "exchanges": ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]}),
-    ("Upstox", "Upstox", "https://api.upstox.com/v2", {"api": "Upstox API v2", "exchanges": ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]}),
+    ("Zerodha", "Zerodha (Kite Connect)", "https://api.kite.trade", "Kite Connect v3"),
+    ("AngelOne", "Angel One (SmartAPI)", "https://apiconnect.angelbroking.com", "SmartAPI"),
+    ("Upstox", "Upstox", "https://api.upstox.com/v2", "Upstox API v2"),
 ]
 
 STRATEGIES = [
-    ("ema_cross", "Fast/slow EMA crossover on 1-minute bars: BUY when the fast EMA crosses above the slow one, SELL below."),
-    ("rsi_reversion", "RSI mean reversion on 1-minute bars: BUY when RSI leaves oversold, SELL when it leaves overbought."),
+    ("ema_cross", "EMA crossover on 1-minute bars: BUY when the fast EMA crosses above the slow one, SELL below."),
+    ("rsi_reversion", "RSI mean reversion on 1-minute bars: BUY when RSI leaves oversold, SELL when overbought."),
 ]
 
 
@@ -137,14 +139,15 @@ def _profile(user_id: uuid.UUID, paper_account_id: uuid.UUID) -> _Row:
     )
 
 
-def _broker(name: str, display_name: str, api_base_url: str, configuration: dict[str, Any]) -> _Row:
+def _broker(name: str, display_name: str, api_base_url: str, api: str) -> _Row:
     return _Row(
         f"broker {name}",
         "brokers_broker",
         "SELECT id FROM public.brokers_broker WHERE name = $1 ORDER BY created_at LIMIT 1",
         (name,),
         {"name": name, "display_name": display_name, "api_base_url": api_base_url, "is_active": True,
-         "supported_segments": json.dumps(SEGMENTS), "configuration": json.dumps(configuration)},
+         "supported_segments": json.dumps(SEGMENTS),
+         "configuration": json.dumps({"api": api, "exchanges": EXCHANGES})},
     )
 
 

@@ -10,24 +10,24 @@ from __future__ import annotations
 from numba.extending import register_jitable
 
 from engine.indicators.jit import fma, jit
-from engine.indicators.window import NAN
+from engine.indicators.window import NAN, ring_at, ring_replace, ring_size
 
 
 @register_jitable
 def sma_size(n: int) -> int:
     """Running sum and a ring of ``n`` values."""
-    return 1 + n
+    return 1 + ring_size(n)
 
 
 @jit
 def sma(s, o, n, x, t):
     """TA-Lib SMA: a running total (add the new value, divide, then drop the oldest)."""
-    s[o] += x
-    s[o + 1 + t % n] = x
+    k, _ = ring_replace(s, o + 1, n, x)
+    total = s[o] + x
     if t < n - 1:
+        s[o] = total
         return NAN
-    total = s[o]
-    s[o] = total - s[o + 1 + (t + 1) % n]
+    s[o] = total - ring_at(s, o + 1, n, k, n - 1)
     return total / n
 
 
@@ -55,9 +55,12 @@ def ema(s, o, n, x, t):
     return v
 
 
+# wma slots: weighted sum, plain sum, outputs until the next re-anchoring, then the ring
+_WSUM, _PSUM, _RESEED, _WRING = range(4)
+
+
 def wma_size(n: int) -> int:
-    """Weighted sum, plain sum, and a ring of ``n`` values."""
-    return 2 + n
+    return _WRING + ring_size(n)
 
 
 @jit
@@ -67,26 +70,28 @@ def wma(s, o, n, x, t):
     Like TA-Lib, both sums are rebuilt from the window every ``8·n`` outputs, so rounding
     residue cannot pile up over a long series.
     """
-    ring = o + 2
+    k, trailing = ring_replace(s, o + _WRING, n, x)
     if t < n - 1:
-        s[o + 1] += x
-        s[o] += x * (t + 1)
-        s[ring + t] = x
+        s[o + _PSUM] += x
+        s[o + _WSUM] += x * (t + 1)
         return NAN
-    trailing = s[ring + t % n] if t >= n else 0.0
-    s[ring + t % n] = x
-    sub = s[o + 1] + x
+    if t == n - 1:
+        trailing = 0.0
+        s[o + _RESEED] = 8 * n
+    sub = s[o + _PSUM] + x
     sub -= trailing
-    total = s[o] + x * n
-    if (t - n + 2) % (8 * n) == 0:
+    total = s[o + _WSUM] + x * n
+    s[o + _RESEED] -= 1
+    if s[o + _RESEED] <= 0:
+        s[o + _RESEED] = 8 * n
         sub = 0.0
         total = 0.0
         for age in range(n - 1, -1, -1):
-            v = s[ring + (t - age) % n]
+            v = ring_at(s, o + _WRING, n, k, age)
             sub += v
             total += v * (n - age)
-    s[o + 1] = sub
-    s[o] = total - sub
+    s[o + _PSUM] = sub
+    s[o + _WSUM] = total - sub
     return total / ((n * (n + 1.0)) / 2.0)
 
 

@@ -55,8 +55,9 @@ def _single(name: str, opcode: int, default: int, size: Callable[..., int], mini
 
 
 def _channel(name: str, is_max: bool, previous: bool) -> Family:
-    return Family(name, kernel.CHANNEL, _period(20, 1), ((name, name),), channels.channel_size,
-                  fixed=(int(is_max), int(previous)))
+    """TA-Lib MAX/MIN need 2 bars; the previous-bars variant can look back 1 bar."""
+    return Family(name, kernel.CHANNEL, _period(20, 1 if previous else 2), ((name, name),),
+                  channels.channel_size, fixed=(int(is_max), int(previous)))
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.indicators import averages, channels, directional, momentum, oscillators, volatility, volume
-from engine.indicators.jit import jit
+from engine.indicators.jit import entry, jit, jit_inline
+from engine.indicators.window import NAN
 
 # opcodes: those up to MOM read the close only (one output), the others a whole bar
 SMA, EMA, WMA, DEMA, TEMA, RSI, ROC, MOM = range(8)
@@ -34,87 +35,79 @@ def _put(out, j, col, value):
         out[j, col] = value
 
 
-@jit
-def _put3(out, j, p, values):
-    _put(out, j, p[COL0], values[0])
-    _put(out, j, p[COL1], values[1])
-    _put(out, j, p[COL2], values[2])
-
-
-@jit
-def _price_step(s, p, x, t):
-    """Instances that read the close only; returns the value for column 0."""
+@jit_inline
+def _step(s, o, p, f, high, low, close, vol, t):
+    """Advance one instance (program row ``p``, reals ``f``) by one bar: its (up to 3) values."""
     op = p[OP]
-    o = p[OFFSET]
     if op == SMA:
-        return averages.sma(s, o, p[P0], x, t)
+        return averages.sma(s, o, p[P0], close, t), NAN, NAN
     if op == EMA:
-        return averages.ema(s, o, p[P0], x, t)
+        return averages.ema(s, o, p[P0], close, t), NAN, NAN
     if op == WMA:
-        return averages.wma(s, o, p[P0], x, t)
+        return averages.wma(s, o, p[P0], close, t), NAN, NAN
     if op == DEMA:
-        return averages.dema(s, o, p[P0], x, t)
+        return averages.dema(s, o, p[P0], close, t), NAN, NAN
     if op == TEMA:
-        return averages.tema(s, o, p[P0], x, t)
+        return averages.tema(s, o, p[P0], close, t), NAN, NAN
     if op == RSI:
-        return momentum.rsi(s, o, p[P0], x, t)
+        return momentum.rsi(s, o, p[P0], close, t), NAN, NAN
     if op == ROC:
-        return momentum.roc(s, o, p[P0], x, t)
-    return momentum.mom(s, o, p[P0], x, t)
-
-
-@jit
-def _bar_step(s, p, f, high, low, close, vol, t):
-    """Instances that read more than the close; returns up to three values."""
-    op = p[OP]
-    o = p[OFFSET]
-    nan = np.nan
+        return momentum.roc(s, o, p[P0], close, t), NAN, NAN
+    if op == MOM:
+        return momentum.mom(s, o, p[P0], close, t), NAN, NAN
     if op == MACD:
         return momentum.macd(s, o, p[P0], p[P1], p[P2], close, t)
-    if op == BBANDS:
-        return volatility.bbands(s, o, p[P0], f[0], f[1], close, t)
-    if op == DMI:
-        return directional.dmi(s, o, p[P0], high, low, close, t)
     if op == STOCH:
         k, d = oscillators.stoch(s, o, p[P0], p[P1], p[P2], high, low, close, t)
-        return k, d, nan
-    if op == STDDEV:
-        return volatility.stddev(s, o, p[P0], f[0], close, t), nan, nan
-    if op == ATR:
-        return volatility.atr(s, o, p[P0], high, low, close, t), nan, nan
+        return k, d, NAN
     if op == WILLR:
-        return oscillators.willr(s, o, p[P0], high, low, close, t), nan, nan
+        return oscillators.willr(s, o, p[P0], high, low, close, t), NAN, NAN
     if op == CCI:
-        return oscillators.cci(s, o, p[P0], high, low, close, t), nan, nan
-    if op == MFI:
-        return volume.mfi(s, o, p[P0], high, low, close, vol, t), nan, nan
+        return oscillators.cci(s, o, p[P0], high, low, close, t), NAN, NAN
+    if op == STDDEV:
+        return volatility.stddev(s, o, p[P0], f[0], close, t), NAN, NAN
+    if op == BBANDS:
+        return volatility.bbands(s, o, p[P0], f[0], f[1], close, t)
+    if op == ATR:
+        return volatility.atr(s, o, p[P0], high, low, close, t), NAN, NAN
+    if op == DMI:
+        return directional.dmi(s, o, p[P0], high, low, close, t)
     if op == OBV:
-        return volume.obv(s, o, close, vol, t), nan, nan
+        return volume.obv(s, o, close, vol, t), NAN, NAN
+    if op == MFI:
+        return volume.mfi(s, o, p[P0], high, low, close, vol, t), NAN, NAN
     # CHANNEL: P1 = 1 for a maximum over highs (else minimum over lows), P2 = 1 to exclude the bar
     x = high if p[P1] == 1 else low
-    return channels.channel(s, o, p[P0], x, t, p[P1] == 1, p[P2] == 1), nan, nan
+    return channels.channel(s, o, p[P0], x, t, p[P1] == 1, p[P2] == 1), NAN, NAN
 
 
 @jit
+def _advance(program, floats, s, width, inst, high, low, close, vol, out):
+    """Bar by bar, every instance: all of an instrument's state is touched while it is hot."""
+    for j in range(inst.shape[0]):
+        base = inst[j] * width
+        t = np.int64(s[base])
+        s[base] = t + 1
+        for k in range(program.shape[0]):
+            p = program[k]
+            a, b, c = _step(s, base + p[OFFSET], p, floats[k], high[j], low[j], close[j], vol[j], t)
+            _put(out, j, p[COL0], a)
+            _put(out, j, p[COL1], b)
+            _put(out, j, p[COL2], c)
+
+
+@entry
 def run(program, floats, state, inst, high, low, close, vol, out):
     """Advance every instance over the batch; write row ``j`` of ``out`` for bar ``j``.
 
     ``out`` must be NaN-filled by the caller (warm-up values are left alone only where no
-    instance writes). Returns −1, or the position of the first bar whose instrument index is out
-    of range — in which case nothing was updated.
+    instance writes). Bars are processed in batch order, so an instrument may occur several
+    times in a batch. Returns −1, or the position of the first bar whose instrument index is
+    out of range — in which case nothing was updated.
     """
-    capacity = state.shape[0]
+    capacity, width = state.shape
     for j in range(inst.shape[0]):
         if inst[j] < 0 or inst[j] >= capacity:
             return j
-    for j in range(inst.shape[0]):
-        s = state[inst[j]]
-        t = np.int64(s[0])
-        for k in range(program.shape[0]):
-            p = program[k]
-            if p[OP] <= MOM:
-                _put(out, j, p[COL0], _price_step(s, p, close[j], t))
-            else:
-                _put3(out, j, p, _bar_step(s, p, floats[k], high[j], low[j], close[j], vol[j], t))
-        s[0] = t + 1
+    _advance(program, floats, state.reshape(capacity * width), width, inst, high, low, close, vol, out)
     return -1

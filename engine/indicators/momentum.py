@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from engine.indicators.averages import ema
 from engine.indicators.jit import fma, jit
-from engine.indicators.window import NAN
+from engine.indicators.window import NAN, ring_replace, ring_size
 
 
 def rsi_size(n: int) -> int:
@@ -85,16 +85,14 @@ def macd(s, o, fast, slow, signal, x, t):
 
 def lag_size(n: int) -> int:
     """A ring of the last ``n`` values."""
-    return n
+    return ring_size(n)
 
 
 @jit
 def lagged(s, o, n, x, t):
     """The value ``n`` bars ago (NaN before), and remember ``x``."""
-    slot = o + t % n
-    old = s[slot] if t >= n else NAN
-    s[slot] = x
-    return old
+    _, old = ring_replace(s, o, n, x)
+    return old if t >= n else NAN
 
 
 @jit

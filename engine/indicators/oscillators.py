@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from engine.indicators.averages import sma, sma_size
 from engine.indicators.jit import jit
-from engine.indicators.window import NAN, extreme, extreme_size, is_flat, typical_price
+from engine.indicators.window import NAN, extreme, extreme_size, is_flat, ring_replace, ring_size, typical_price
 
 
 def stoch_size(fastk: int, slowk: int, slowd: int) -> int:
@@ -61,7 +61,7 @@ def willr(s, o, n, high, low, close, t):
 
 def cci_size(n: int) -> int:
     """A ring of ``n`` typical prices."""
-    return n
+    return ring_size(n)
 
 
 @jit
@@ -74,16 +74,17 @@ def cci(s, o, n, high, low, close, t):
     so the sums round the same way.
     """
     tp = typical_price(high, low, close)
-    s[o + t % n] = tp
+    ring_replace(s, o, n, tp)
     if t < n - 1:
         return NAN
+    values = o + 1
     mean = 0.0
     for j in range(n):
-        mean += s[o + j]
+        mean += s[values + j]
     mean /= n
     dev = 0.0
     for j in range(n):
-        dev += abs(s[o + j] - mean)
+        dev += abs(s[values + j] - mean)
     num = tp - mean
     floor = abs(mean) * 1e-14
     if floor >= abs(num):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from engine.indicators.jit import fma, jit
-from engine.indicators.window import NAN, true_range
+from engine.indicators.window import NAN, ring_at, ring_replace, ring_size, true_range
 
 # moments slots: SMA running sum, variance shift, shifted sum, shifted sum of squares,
 # bars until the next forced re-anchoring, then a ring of n values
@@ -16,11 +16,11 @@ _MA, _SHIFT, _SUM1, _SUM2, _RESEED, _RING = range(6)
 
 
 def moments_size(n: int) -> int:
-    return _RING + n
+    return _RING + ring_size(n)
 
 
 @jit
-def _reanchor(s, o, n, t):
+def _reanchor(s, o, n, k):
     """TA-Lib 0.8's re-anchoring: shift to the window mean and rebuild the sums (two-pass).
 
     Returns the window's variance, floored to 0 where it is below 1e-12 of the mean squared
@@ -30,19 +30,19 @@ def _reanchor(s, o, n, t):
     ring = o + _RING
     total = 0.0
     for age in range(n - 1, -1, -1):
-        total += s[ring + (t - age) % n]
+        total += ring_at(s, ring, n, k, age)
     shift = total * inv
     sum1 = 0.0
     sum2 = 0.0
     for age in range(n - 1, -1, -1):
-        d = s[ring + (t - age) % n] - shift
+        d = ring_at(s, ring, n, k, age) - shift
         sum1 += d
         sum2 += d * d
     mean = sum1 * inv
     variance = sum2 * inv - mean * mean
     if variance < 0.000000000001 * (sum2 * inv):
         variance = 0.0
-    d = s[ring + (t + 1) % n] - shift
+    d = ring_at(s, ring, n, k, n - 1) - shift
     s[o + _SHIFT] = shift
     s[o + _SUM1] = sum1 - d
     s[o + _SUM2] = sum2 - d * d
@@ -58,14 +58,13 @@ def moments(s, o, n, x, t):
     from a shift near the window (cancellation-free), re-anchored at the window mean when the
     variance loses digits, when a far outlier leaves the window, or every ``32·n`` bars.
     """
-    ring = o + _RING
     if t == 0:
         s[o + _SHIFT] = x
     s[o + _MA] += x
     d = x - s[o + _SHIFT]
     s[o + _SUM1] += d
     s[o + _SUM2] += d * d
-    s[ring + t % n] = x
+    k, _ = ring_replace(s, o + _RING, n, x)
     if t < n - 1:
         return NAN, NAN
     if t == n - 1:
@@ -74,7 +73,7 @@ def moments(s, o, n, x, t):
     mean1 = s[o + _SUM1] * inv
     variance = s[o + _SUM2] * inv - mean1 * mean1
     total = s[o + _MA]
-    old = s[ring + (t + 1) % n]
+    old = ring_at(s, o + _RING, n, k, n - 1)
     s[o + _MA] = total - old
     d = old - s[o + _SHIFT]
     s[o + _SUM1] -= d
@@ -83,7 +82,7 @@ def moments(s, o, n, x, t):
     s[o + _SUM2] = sum2
     s[o + _RESEED] -= 1
     if variance < 0.000001 * (sum2 * inv) or sq > 1000000.0 * sum2 or s[o + _RESEED] <= 0:
-        variance = _reanchor(s, o, n, t)
+        variance = _reanchor(s, o, n, k)
     return total / n, variance
 
 

@@ -5,6 +5,8 @@ Step functions follow the convention of :mod:`engine.indicators.averages`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from engine.indicators.jit import jit
 from engine.indicators.window import NAN, typical_price
 
@@ -32,8 +34,8 @@ def obv(s, o, close, volume, t):
 
 
 # slots: previous typical price, positive and negative flow sums, bars in a row without flow,
-# then a ring of n (positive, negative) flow pairs
-_PREV, _POS, _NEG, _IDLE, _RING = range(5)
+# the ring cursor, then a ring of n (positive, negative) flow pairs
+_PREV, _POS, _NEG, _IDLE, _CURSOR, _RING = range(6)
 
 
 def mfi_size(n: int) -> int:
@@ -53,7 +55,9 @@ def mfi(s, o, n, high, low, close, volume, t):
     s[o + _PREV] = tp
     if t == 0:
         return NAN
-    pair = o + _RING + 2 * ((t - 1) % n)
+    k = np.int64(s[o + _CURSOR])
+    s[o + _CURSOR] = k + 1 if k + 1 < n else 0
+    pair = o + _RING + 2 * k
     pos = s[o + _POS]
     neg = s[o + _NEG]
     if t > n:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 from engine.indicators.jit import jit
@@ -17,9 +18,41 @@ NAN = math.nan
 
 
 @register_jitable
+def ring_size(n: int) -> int:
+    """Slots of a ring of ``n`` values: a cursor (the next slot to write), then the values.
+
+    The cursor wraps by comparison, not by ``t % n``: an integer division per access was the
+    largest single cost of the kernels. Bar ``t`` lands in slot ``t mod n`` all the same.
+    """
+    return 1 + n
+
+
+@jit
+def ring_replace(s, r, n, x):
+    """Store ``x`` as the newest value; returns (its slot, the value it replaced).
+
+    Once the ring is full, the replaced value is the one ``n`` bars older than ``x``.
+    """
+    k = np.int64(s[r])
+    old = s[r + 1 + k]
+    s[r + 1 + k] = x
+    s[r] = k + 1 if k + 1 < n else 0
+    return k, old
+
+
+@jit
+def ring_at(s, r, n, k, age):
+    """The value ``age`` (< n) writes older than the one in slot ``k``."""
+    slot = k - age
+    if slot < 0:
+        slot += n
+    return s[r + 1 + slot]
+
+
+@register_jitable
 def extreme_size(n: int) -> int:
     """Slots of :func:`extreme`: the extreme, 1 + its bar index, a ring of ``n`` values."""
-    return 2 + n
+    return 2 + ring_size(n)
 
 
 @jit
@@ -28,28 +61,30 @@ def extreme(s, o, n, x, t, is_max):
 
     TA-Lib MAX/MIN semantics: NaN until ``n`` values were seen. The extreme and the bar it came
     from are kept, and the ring is rescanned only when that bar leaves the window, so the
-    amortised cost is O(1) on trending data and O(n) at worst.
+    amortised cost is O(1) on trending data and O(n) at worst. The update is written as
+    selects, not branches: whether a bar makes a new extreme is a coin flip on real data.
     """
-    ring = o + 2
-    s[ring + t % n] = x
+    k, _ = ring_replace(s, o + 2, n, x)
     if t < n - 1:
         return NAN
-    best = s[o]
     if s[o + 1] - 1.0 < t - n + 1:
-        best = x
-        best_t = t
-        for age in range(1, n):
-            v = s[ring + (t - age) % n]
-            if (v > best) if is_max else (v < best):
-                best = v
-                best_t = t - age
+        values = o + 3
+        best = s[values]
+        slot = 0
+        for j in range(1, n):
+            v = s[values + j]
+            better = (v > best) if is_max else (v < best)
+            best = v if better else best
+            slot = j if better else slot
+        age = k - slot if k >= slot else k - slot + n
         s[o] = best
-        s[o + 1] = best_t + 1.0
-    elif (x >= best) if is_max else (x <= best):
-        best = x
-        s[o] = x
-        s[o + 1] = t + 1.0
-    return best
+        s[o + 1] = t - age + 1.0
+        return best
+    best = s[o]
+    newer = (x >= best) if is_max else (x <= best)
+    s[o] = x if newer else best
+    s[o + 1] = t + 1.0 if newer else s[o + 1]
+    return x if newer else best
 
 
 @jit

@@ -115,6 +115,8 @@ class EngineWorker:
             topic_disable_leader=True, broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0, consumer_auto_offset_reset="earliest", producer_linger=0.005,
             producer_max_batch_size=262144, consumer_max_fetch_size=4 * 1024 * 1024, loghandlers=[],
+            # acks wait for checkpoints, so a rebalance must not wait for them (the next owner replays)
+            stream_wait_empty=False,
         )  # fmt: skip
         topic = lambda name: app.topic(name, value_serializer="raw", key_serializer="raw")  # noqa: E731
         self.topics = {name: topic(name) for name in topics.ENGINE_TOPICS}

@@ -183,6 +183,11 @@ def test_two_workers_split_the_partitions_and_one_stopping_loses_nothing(world, 
     assert len(conn_rows) == 2  # two distinct workers took part
 
 
+async def _any_rows(dsn: str) -> bool:
+    bars, _, _ = await database_rows(dsn)
+    return len(bars) > 0
+
+
 async def _heartbeats(dsn: str) -> list:
     conn = await asyncpg.connect(dsn)
     try:
@@ -205,11 +210,16 @@ def test_database_stopped_for_10_seconds_mid_run_loses_nothing_and_the_worker_su
         asyncio.run(seed_demo(dsn))
         asyncio.run(ensure_topics(broker.bootstrap, engine_topics(8)))
         ref = _reference(ticks.path, dsn, flush=False)
+        lines = ticks.path.read_bytes().splitlines(keepends=True)
+        first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        first.write_bytes(b"".join(lines[: len(lines) // 2]))
+        second.write_bytes(b"".join(lines[len(lines) // 2 :]))
         worker = _worker(env, tmp_path / "worker.log")
         try:
-            time.sleep(6)
-            stop_postgres(db_settings)
-            _feed(env, ticks.path)  # ticks arrive while the database is down
+            _feed(env, first)
+            assert wait_for(lambda: _any_rows(dsn), timeout=60)
+            stop_postgres(db_settings)  # mid-run: the sinks and the checkpoints lose their database
+            _feed(env, second)
             time.sleep(10)
             assert worker.poll() is None, "the worker died during the outage"
             assert start_postgres(db_settings, keep_running=True) == dsn

@@ -180,13 +180,18 @@ def test_start_failure_reports_the_tail_of_the_broker_log(tmp_path, monkeypatch)
     squatter = _listening_socket()
     port = squatter.getsockname()[1]
     monkeypatch.setattr(broker_module, "free_port", lambda: port)
+    brokers_before = _child_brokers()
     try:
         with pytest.raises(ServiceUnavailable, match="Address in use") as error:
             EmbeddedBroker.start(tmp_path, timeout=10)
     finally:
         squatter.close()
     assert f"127.0.0.1:{port}" in str(error.value) and str(tmp_path / "broker.log") in str(error.value)
-    assert not any(p.name().startswith("tansu") for p in psutil.Process().children(recursive=True))
+    assert _child_brokers() == brokers_before, "a failed start left a broker behind"
+
+
+def _child_brokers() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True) if pid_alive(child.pid)}
 
 
 def _listening_socket() -> socket.socket:

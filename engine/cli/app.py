@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "engine.cli.up_cmd",
     "engine.cli.pipeline_cmd",
     "engine.cli.bars_cmd",
+    "engine.cli.indicators_cmd",
     "engine.cli.strategy_cmd",
     "engine.cli.backtest_cmd",
     "engine.cli.feed_cmd",

@@ -67,13 +67,15 @@ if _PackageInTreeLocator not in _CacheImpl._locator_classes:
 
 #: Decorator of the step functions and inner loops. They never allocate, so they are compiled
 #: without numba's reference counting: passing the state array to a step then costs no atomic
-#: increment/decrement pair per call (measured: most of the per-bar cost otherwise).
-jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+#: increment/decrement pair per call (measured: most of the per-bar cost otherwise). They are
+#: not cached on their own: their code is part of the cached entry point that calls them
+#: (measured warm start: 0.87 s with every step cached, 0.36 s with the entry point alone).
+jit = njit(nogil=True, error_model="numpy", _nrt=False)
 
 #: Same as :data:`jit`, inlined into callers at numba's IR level (dispatch inside a hot loop).
-jit_inline = njit(cache=True, nogil=True, error_model="numpy", _nrt=False, inline="always")
+jit_inline = njit(nogil=True, error_model="numpy", _nrt=False, inline="always")
 
-#: Decorator of batch entry points, which may allocate scratch arrays.
+#: Decorator of batch entry points (cached on disk), which may allocate scratch arrays.
 entry = njit(cache=True, nogil=True, error_model="numpy")
 
 

@@ -95,7 +95,8 @@ def _resolve_kafka(settings: Settings, runtime: Runtime, stops: list[Callable[[]
 
 
 def _resolve_database(settings: Settings, runtime: Runtime, stops: list[Callable[[], None]]) -> None:
-    from db.embedded import start_postgres, stop_postgres
+    """The embedded server stops by itself when the last process using it exits (db.embedded)."""
+    from db.embedded import start_postgres
 
     if settings.database_url:
         runtime.dsn, runtime.origin["database"] = settings.database_url, "external"
@@ -103,5 +104,3 @@ def _resolve_database(settings: Settings, runtime: Runtime, stops: list[Callable
     kept = "postgres" in read_state(settings)
     runtime.dsn = start_postgres(settings)
     runtime.origin["database"] = "services" if kept else "embedded"
-    if not kept:
-        stops.append(lambda: stop_postgres(settings))

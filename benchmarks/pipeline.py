@@ -1,0 +1,226 @@
+"""End-to-end pipeline benchmark on the embedded broker and PostgreSQL, with its peer measured in the same run.
+
+Run: ``python benchmarks/pipeline.py [--ticks 1000000] [--rate 20000] [--seconds 10]``.
+
+1. **Throughput**: ``--ticks`` ticks (52 instruments, packets of 100 per partition) are produced to
+   ``market.ticks`` first; then one in-process :class:`streams.worker.EngineWorker` (bars of 5 timeframes,
+   25 indicators, ``ema_cross`` and ``rsi_reversion`` on every symbol at 1m) consumes them, and the clock
+   stops when every tick is processed and every signal, bar and notification is committed in PostgreSQL.
+2. **Peer**: a plain Faust agent that decodes each tick (one JSON tick per message) and forwards it one
+   event at a time, ``await``-ing each send — the straightforward Faust app.
+3. **Latency** at a fixed input rate (``--rate`` ticks/s for ``--seconds``): tick -> signal committed in the
+   database, from the wall time the bar-closing tick was produced to the signal row's ``created_at``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import faust
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from db.embedded import start_postgres, stop_postgres  # noqa: E402
+from db.migrate import migrate  # noqa: E402
+from db.seed_demo import seed_demo  # noqa: E402
+from engine.domain import NS_PER_S, Timeframe  # noqa: E402
+from engine.feeds.synth import SyntheticFeed  # noqa: E402
+from engine.instruments import load_instruments  # noqa: E402
+from engine.pipeline import SignalPipeline  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.strategy.discovery import create  # noqa: E402
+from engine.strategy.runner import Deployment, StrategyRunner  # noqa: E402
+from streams.admin import ensure_topics, high_watermarks  # noqa: E402
+from streams.broker import EmbeddedBroker  # noqa: E402
+from streams.feed import PacketProducer  # noqa: E402
+from streams.topics import engine_topics  # noqa: E402
+from streams.transport import SCHEME  # noqa: E402
+from streams.worker import EngineWorker  # noqa: E402
+
+DAY = dt.date(2026, 1, 5)
+
+
+def deployments(user_id: str) -> list[Deployment]:
+    tf = frozenset({Timeframe.M1})
+    return [Deployment(create("ema_cross", {}), "ema_cross", tf, user_id=user_id),
+            Deployment(create("rsi_reversion", {}), "rsi_reversion", tf, user_id=user_id)]
+
+
+def tick_lines(registry, n: int, speed_ticks_per_market_s: float) -> tuple[list[bytes], list[str], np.ndarray]:
+    prices = np.array([i.typical_price for i in registry.instruments])
+    feed = SyntheticFeed(prices, seed=5, start_day=DAY, ticks_per_market_second=speed_ticks_per_market_s)
+    lines, symbols, ts = [], [], []
+    while len(lines) < n:
+        b = feed.advance(60.0)
+        for k, t, p, q in zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(), b.price.tolist(), b.qty.tolist()):
+            sym = registry.symbols[k]
+            lines.append(orjson.dumps({"symbol": sym, "time": t, "price": p, "qty": q}))
+            symbols.append(sym)
+        ts.append(b.ts_ns)
+    return lines[:n], symbols[:n], np.concatenate(ts)[:n]
+
+
+async def produce(bootstrap: str, lines: list[bytes], symbols: list[str], partitions: int) -> None:
+    async with PacketProducer(bootstrap, partitions) as producer:
+        for line, sym in zip(lines, symbols):
+            await producer.add(line, sym)
+
+
+async def drained(worker: EngineWorker, bootstrap: str) -> None:
+    marks = await high_watermarks(bootstrap, "market.ticks")
+    while any(worker.positions["market.ticks"].get(p, 0) < h for p, h in marks.items() if h):
+        await asyncio.sleep(0.01)
+    await worker.checkpoint()
+    for topic in ("market.bars", "signals", "notifications"):
+        out = await high_watermarks(bootstrap, topic)
+        while any(worker.positions[topic].get(p, 0) < h for p, h in out.items() if h):
+            await asyncio.sleep(0.01)
+
+
+async def throughput(settings: Settings, bootstrap: str, dsn: str, n: int, user_id: str) -> dict:
+    registry = load_instruments(settings)
+    lines, symbols, _ = tick_lines(registry, n, 200.0)
+    t0 = time.perf_counter()
+    await produce(bootstrap, lines, symbols, settings.partitions)
+    produced = time.perf_counter() - t0
+    worker = EngineWorker(settings, bootstrap, dsn, registry,
+                          lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=2.0),
+                          group_id=f"bench-{uuid.uuid4().hex[:6]}")
+    await worker.start()
+    while not worker.positions["market.ticks"]:
+        await asyncio.sleep(0.005)  # clock starts at the first processed packet, after the group join
+    t1 = time.perf_counter()
+    await drained(worker, bootstrap)
+    elapsed = time.perf_counter() - t1
+    stats = worker.stats.as_dict()
+    await worker.stop()
+    return {"ticks": n, "seconds": elapsed, "ticks_per_s": n / elapsed, "produce_s": produced, **stats}
+
+
+async def plain_faust_peer(bootstrap: str, n: int) -> dict:
+    """The straightforward Faust app: one JSON tick per message, decoded and forwarded one event at a time."""
+    src, dst = f"plain.in.{uuid.uuid4().hex[:6]}", f"plain.out.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(bootstrap, {src: 8, dst: 8})
+    registry = load_instruments(Settings(home=Path("/nonexistent")))
+    lines, symbols, _ = tick_lines(registry, n, 200.0)
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    for line, sym in zip(lines, symbols):
+        await producer.send(src, line, key=sym.encode())
+    await producer.stop()
+    app = faust.App(f"plain-{uuid.uuid4().hex[:6]}", broker=f"{SCHEME}://{bootstrap}", value_serializer="raw",
+                    web_enabled=False, topic_disable_leader=True, broker_session_timeout=10.0,
+                    broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest", store="memory://",
+                    loghandlers=[])
+    in_t, out_t = app.topic(src, value_serializer="raw"), app.topic(dst, value_serializer="raw")
+    seen = {"n": 0, "t0": 0.0, "t1": 0.0}
+    done = asyncio.Event()
+
+    @app.agent(in_t)
+    async def forward(stream):  # noqa: ANN001
+        async for value in stream:
+            if not seen["n"]:
+                seen["t0"] = time.perf_counter()
+            tick = orjson.loads(value)
+            await out_t.send(key=tick["symbol"].encode(), value=orjson.dumps(tick))
+            seen["n"] += 1
+            if seen["n"] == n:
+                seen["t1"] = time.perf_counter()
+                done.set()
+
+    await app.start()
+    await asyncio.wait_for(done.wait(), timeout=600)
+    await app.stop()
+    elapsed = seen["t1"] - seen["t0"]
+    return {"ticks": n, "seconds": elapsed, "ticks_per_s": n / elapsed}
+
+
+async def latency(settings: Settings, bootstrap: str, dsn: str, rate: float, seconds: float, user_id: str) -> dict:
+    """Paced feed; latency of each signal = created_at - wall time its bar-closing tick was produced."""
+    registry = load_instruments(settings)
+    speed = 300.0  # market seconds per wall second: a 1m bar every 0.2 s wall
+    day = DAY + dt.timedelta(days=7)  # fresh bars: no signal id shared with the throughput run
+    feed = SyntheticFeed(np.array([i.typical_price for i in registry.instruments]), seed=9, start_day=day,
+                         ticks_per_market_second=rate / speed)
+    worker = EngineWorker(settings, bootstrap, dsn, registry,
+                          lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=0.0),
+                          group_id=f"lat-{uuid.uuid4().hex[:6]}", checkpoint_interval=1.0)
+    await worker.start()
+    await asyncio.sleep(8)  # group join
+    clock: list[tuple[int, float]] = []  # (max market ts produced, wall time)
+    step = 0.02
+    async with PacketProducer(bootstrap, settings.partitions, max_ticks=100) as producer:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            t = time.perf_counter()
+            b = feed.advance(step * speed)
+            for k, ts, p, q in zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(), b.price.tolist(), b.qty.tolist()):
+                await producer.add(orjson.dumps({"symbol": registry.symbols[k], "time": ts, "price": p, "qty": q}),
+                                   registry.symbols[k])
+            await producer.flush()
+            if len(b):
+                clock.append((int(b.ts_ns.max()), time.time()))
+            await asyncio.sleep(max(0.0, step - (time.perf_counter() - t)))
+    await asyncio.sleep(3)
+    await worker.stop()
+    conn = await asyncpg.connect(dsn)
+    rows = await conn.fetch("SELECT timestamp, created_at FROM trading_signal WHERE user_id = $1 AND timestamp >= $2",
+                            uuid.UUID(user_id), dt.datetime.combine(day, dt.time(0), dt.timezone.utc))
+    await conn.close()
+    marks = np.array([c[0] for c in clock])
+    walls = np.array([c[1] for c in clock])
+    lat = []
+    for r in rows:
+        close_ns = int(r["timestamp"].timestamp() * NS_PER_S) + 60 * NS_PER_S  # 1m bar end
+        i = int(np.searchsorted(marks, close_ns))  # first produced batch holding a tick at/after the bar end
+        if i < len(marks):
+            lat.append(r["created_at"].timestamp() - walls[i])
+    lat_ms = np.array(lat) * 1000
+    return {"rate": rate, "signals": len(lat), "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat) else None,
+            "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat) else None}
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    home = Path(tempfile.mkdtemp(prefix="sharewise-bench-"))
+    settings = Settings(home=home, partitions=8)
+    dsn = start_postgres(settings)
+    await migrate(dsn)
+    demo = await seed_demo(dsn)
+    user_id = str(demo["user_id"])
+    with EmbeddedBroker.start(home / "logs") as broker:
+        await ensure_topics(broker.bootstrap, engine_topics(8))
+        ours = await throughput(settings, broker.bootstrap, dsn, args.ticks, user_id)
+        print(f"engine worker : {ours['ticks_per_s']:>10,.0f} ticks/s  ({ours['ticks']:,} ticks in {ours['seconds']:.2f}s;"
+              f" bars {ours['bars']:,}, signals {ours['signals']:,}, committed in PostgreSQL)")
+        peer = await plain_faust_peer(broker.bootstrap, args.peer_ticks)
+        print(f"plain Faust   : {peer['ticks_per_s']:>10,.0f} ticks/s  ({peer['ticks']:,} ticks, one event at a time,"
+              f" decode + awaited send)")
+        print(f"ratio         : {ours['ticks_per_s'] / peer['ticks_per_s']:.1f}x the plain agent")
+        lat = await latency(settings, broker.bootstrap, dsn, args.rate, args.seconds, user_id)
+        print(f"latency @ {lat['rate']:,.0f} ticks/s: tick -> signal in PostgreSQL p50 {lat['p50_ms']:.1f} ms,"
+              f" p99 {lat['p99_ms']:.1f} ms over {lat['signals']} signals")
+    stop_postgres(settings)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--peer-ticks", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=20_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    asyncio.run(main(parser.parse_args()))

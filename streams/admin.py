@@ -94,7 +94,8 @@ def _check_topic(name: str, partitions: int) -> None:
 
 def _topic_results(response: object) -> list[tuple[str, int, str | None]]:
     """(topic, error code, message) of a CreateTopics response of any version."""
-    return [(row[0], row[1], row[2] if len(row) > 2 else None) for row in response.topic_errors]  # type: ignore[attr-defined]
+    rows = response.topic_errors  # type: ignore[attr-defined]
+    return [(row[0], row[1], row[2] if len(row) > 2 else None) for row in rows]
 
 
 async def high_watermarks(bootstrap: str, topic: str, *, timeout: float = 10) -> dict[int, int]:

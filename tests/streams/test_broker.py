@@ -231,7 +231,8 @@ def test_high_watermarks_count_the_records_of_each_partition(kafka_bootstrap, to
         assert await high_watermarks(kafka_bootstrap, topic_name) == dict.fromkeys(counts, 0)
         await produce(kafka_bootstrap, topic_name, counts)
         await produce(kafka_bootstrap, topic_name, {3: 4})  # a second batch after the first
-        return await high_watermarks(kafka_bootstrap, topic_name), await _list_offsets_latest(kafka_bootstrap, topic_name, len(counts))
+        marks = await high_watermarks(kafka_bootstrap, topic_name)
+        return marks, await _list_offsets_latest(kafka_bootstrap, topic_name, len(counts))
 
     marks, latest = asyncio.run(scenario())
     assert marks == {0: 0, 1: 1, 2: 57, 3: 304}

@@ -31,14 +31,19 @@ UserProvidedCacheLocator = getattr(caching, "UserProvidedCacheLocator", None) or
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-@functools.cache
-def package_stamp() -> str:
-    """Hash of the sources of every module of this package (read once per process)."""
+def stamp_of(directory: Path) -> str:
+    """Hash of the names and sources of every module in ``directory``."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_DIR.glob("*.py")):
+    for path in sorted(directory.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@functools.cache
+def package_stamp() -> str:
+    """:func:`stamp_of` this package (read once per process)."""
+    return stamp_of(_PACKAGE_DIR)
 
 
 class _PackageStamp:

@@ -103,6 +103,8 @@ def _build(text: str, name: str, args: list[float], output: str | None) -> Indic
     if family is None:
         raise ConfigError(f"indicator spec {text!r}: unknown indicator {name!r}; known: {', '.join(known_names())}")
     outputs = [o for o, _ in family.outputs]
+    if len(outputs) == 1 and output not in (None, outputs[0]):
+        raise ConfigError(f"indicator spec {text!r}: {name} has a single output")
     if output is not None and output not in outputs:
         raise ConfigError(f"indicator spec {text!r}: {name} has no output {output!r}; outputs: {', '.join(outputs)}")
     if len(outputs) == 1:

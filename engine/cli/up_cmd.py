@@ -161,9 +161,12 @@ async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, upti
         marks = await high_watermarks(rt.bootstrap, topic)
         done = worker.positions.get(topic, {})
         lag.add_row(topic, f"{sum(marks.values()):,}", f"{sum(max(h - done.get(p, h), 0) for p, h in marks.items()):,}")
+    outages = [f"[red]{topic} sink: database unavailable for {time.time() - sink.status.outage_since:.0f}s,"
+               f" retrying ({sink.status.last_error})[/]"
+               for topic, (sink, _) in worker.sinks.items() if sink.status.outage_since is not None]
     feed_state = "feed: running" if not feed.done() else f"feed: finished ({feed.exception() or 'ok'})"
     title = f"sharewise up — {uptime}s — {feed_state} — Ctrl-C to stop"
-    return Panel(Group(svc, flow, lag), title=title, border_style="green")
+    return Panel(Group(svc, flow, lag, *outages), title=title, border_style="red" if outages else "green")
 
 
 def register(app: typer.Typer) -> None:

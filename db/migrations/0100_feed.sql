@@ -50,18 +50,19 @@ CREATE TABLE engine.api_token (
 CREATE INDEX api_token_user ON engine.api_token (user_id);
 
 -- Give each message of a batch its seq: the existing one if the (user, channel, message id)
--- was seen before, else the next number of that stream. Every stream of the batch is locked
--- first (transaction-level advisory locks, taken in one global order so two servers never
+-- was seen before, else the next numbers of that stream in batch order (a repeat inside the
+-- batch gets the seq of its first occurrence). Every stream of the batch is locked first
+-- (transaction-level advisory locks, taken in one global order so two servers never
 -- deadlock), so concurrent servers agree on every seq and a stream's seqs commit in order.
--- Returns one row per input element: its 1-based position, its seq, and whether it is new.
+-- Returns one row per input element: its 1-based position, its seq, and whether this call
+-- assigned it. Set-based: one statement for the whole batch after the locks.
 CREATE FUNCTION engine.feed_append(p_user UUID[], p_channel TEXT[], p_message TEXT[],
                                    p_symbol TEXT[], p_payload TEXT[])
 RETURNS TABLE (ord INTEGER, seq BIGINT, fresh BOOLEAN)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    lock_key  BIGINT;
-    found_seq BIGINT;
+    lock_key BIGINT;
 BEGIN
     FOR lock_key IN
         SELECT DISTINCT hashtextextended(k.u::text || '/' || k.c, 0)
@@ -69,21 +70,33 @@ BEGIN
     LOOP
         PERFORM pg_advisory_xact_lock(lock_key);
     END LOOP;
-    FOR i IN 1 .. coalesce(array_length(p_user, 1), 0) LOOP
-        SELECT m.seq INTO found_seq FROM engine.feed_message m
-         WHERE m.user_id = p_user[i] AND m.channel = p_channel[i] AND m.message_id = p_message[i];
-        fresh := NOT FOUND;
-        IF fresh THEN
-            INSERT INTO engine.feed_cursor AS c (user_id, channel, last_seq)
-            VALUES (p_user[i], p_channel[i], 1)
-            ON CONFLICT (user_id, channel) DO UPDATE SET last_seq = c.last_seq + 1
-            RETURNING c.last_seq INTO found_seq;
-            INSERT INTO engine.feed_message (user_id, channel, seq, message_id, symbol, payload)
-            VALUES (p_user[i], p_channel[i], found_seq, p_message[i], p_symbol[i], p_payload[i]);
-        END IF;
-        ord := i;
-        seq := found_seq;
-        RETURN NEXT;
-    END LOOP;
+    -- A new statement, so a new snapshot: it sees every seq committed before our locks.
+    RETURN QUERY
+    WITH input AS (
+        SELECT i.ord::INTEGER AS ord, i.u, i.c, i.m, i.s, i.p
+        FROM unnest(p_user, p_channel, p_message, p_symbol, p_payload) WITH ORDINALITY AS i(u, c, m, s, p, ord)
+    ), known AS (
+        SELECT i.ord, f.seq FROM input i
+        JOIN engine.feed_message f ON f.user_id = i.u AND f.channel = i.c AND f.message_id = i.m
+    ), first_seen AS (
+        SELECT DISTINCT ON (i.u, i.c, i.m) i.* FROM input i
+        WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = i.ord)
+        ORDER BY i.u, i.c, i.m, i.ord
+    ), numbered AS (
+        SELECT f.*, coalesce(cur.last_seq, 0) + row_number() OVER (PARTITION BY f.u, f.c ORDER BY f.ord) AS seq
+        FROM first_seen f LEFT JOIN engine.feed_cursor cur ON cur.user_id = f.u AND cur.channel = f.c
+    ), inserted AS (
+        INSERT INTO engine.feed_message (user_id, channel, seq, message_id, symbol, payload)
+        SELECT n.u, n.c, n.seq, n.m, n.s, n.p FROM numbered n
+    ), bumped AS (
+        INSERT INTO engine.feed_cursor AS cur (user_id, channel, last_seq)
+        SELECT n.u, n.c, max(n.seq) FROM numbered n GROUP BY n.u, n.c
+        ON CONFLICT (user_id, channel) DO UPDATE SET last_seq = EXCLUDED.last_seq
+    )
+    SELECT i.ord, coalesce(k.seq, n.seq), n.ord IS NOT DISTINCT FROM i.ord
+    FROM input i
+    LEFT JOIN known k ON k.ord = i.ord
+    LEFT JOIN numbered n ON k.ord IS NULL AND n.u = i.u AND n.c = i.c AND n.m = i.m
+    ORDER BY i.ord;
 END
 $$;

@@ -1,11 +1,11 @@
 """One websocket client: drives its :class:`FeedSession`, catches subscriptions up, bounds what it buffers.
 
 Backpressure contract (``docs/websocket.md``): frames for a client are written straight
-to its socket while the socket keeps up; when it does not, they wait in a queue of at
-most ``client_queue_bytes``. A live frame that would overflow that queue closes the
-client with 4408 ("too slow") instead — it never slows other clients or the Kafka
-reader, and never grows memory without bound. The client resumes with ``since_seq``.
-History replay (catch-up) is paced to the client instead: it waits for room.
+to its socket while the socket keeps up; when it does not, they wait in a queue. A client
+whose queue still holds more than ``client_queue_bytes`` when new frames arrive is closed
+with 4408 ("too slow") — it never slows other clients or the Kafka reader, and never
+grows memory without bound. The client resumes with ``since_seq``. History replay
+(catch-up) is paced to the client instead: it waits for room.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import asyncpg
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from engine.tokens import TokenIssuer, TokenRejected
 from sinks.feed import history
@@ -46,13 +48,32 @@ class FeedHub:
     connections: set[FeedConnection] = field(default_factory=set)
 
 
+def wire(payload: bytes) -> bytes:
+    """A server-to-client text frame as it goes on the wire (unmasked, uncompressed): build once, send to many."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def _payload(frame: bytes) -> bytes:
+    length = frame[1] & 0x7F
+    return frame[2 if length < 126 else 4 if length == 126 else 10:]
+
+
 class ClientOutbox:
-    """A client's ordered, bounded send queue (the :class:`~sinks.feed.fanout.Outbox` of its subscriptions)."""
+    """A client's ordered, bounded send queue (the :class:`~sinks.feed.fanout.Outbox` of its subscriptions).
+
+    Frames are wire-encoded text frames (:func:`wire`), shared by every client that gets
+    them. Frames pushed during one pass of the event loop (one Kafka batch) are written with
+    a single ``transport.write`` as far as the socket's write buffer stays under its
+    high-water mark (so it holds at most that plus one frame); the rest join the queue,
+    which a writer task drains with websockets' flow control. The queue is the client's
+    backlog, bounded as :meth:`_enqueue` says.
+    """
 
     def __init__(self, ws: ServerConnection, limit: int, on_overflow: Callable[[], None]) -> None:
         self._ws = ws
         self._limit = limit
         self._on_overflow = on_overflow
+        self._burst: list[bytes] = []
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._wakeup = asyncio.Event()
@@ -61,21 +82,15 @@ class ClientOutbox:
         self.closed = False
 
     def push(self, frame: bytes) -> None:
-        """Send or queue ``frame``; on overflow, drop the queue and report the client too slow."""
+        """Send ``frame`` with this loop pass's others, or queue it behind a backlog (see :meth:`_enqueue`)."""
         if self.closed:
             return
-        if not self._queue and self._ws.transport.get_write_buffer_size() < self._ws.write_limit_high:
-            broadcast((self._ws,), frame, text=True)
+        if self._queue:
+            self._enqueue([frame])
             return
-        if self._bytes + len(frame) > self._limit:
-            self.close()
-            self._on_overflow()
-            return
-        self._queue.append(frame)
-        self._bytes += len(frame)
-        self._wakeup.set()
-        if self._bytes > self._limit // 2:
-            self._room.clear()
+        if not self._burst:
+            asyncio.get_running_loop().call_soon(self._flush_burst)
+        self._burst.append(frame)
 
     async def put(self, frame: bytes) -> None:
         """Like :meth:`push`, but first wait until the queue is at most half full: never overflows."""
@@ -85,9 +100,39 @@ class ClientOutbox:
 
     def close(self) -> None:
         self.closed = True
+        self._burst.clear()
         self._queue.clear()
         self._bytes = 0
         self._room.set()
+        self._wakeup.set()
+
+    def _flush_burst(self) -> None:
+        """One write for this loop pass's frames, up to the socket buffer's high-water mark; queue the rest."""
+        burst, self._burst = self._burst, []
+        if self.closed or not burst:
+            return
+        room, take, size = self._ws.write_limit_high - self._ws.transport.get_write_buffer_size(), 0, 0
+        if self._ws.protocol.state is State.OPEN:
+            while take < len(burst) and (size + len(burst[take]) <= room or (take == 0 and room > 0)):
+                size += len(burst[take])
+                take += 1
+        if take:
+            self._ws.transport.write(b"".join(burst[:take]))
+        if take < len(burst):
+            self._enqueue(burst[take:])
+
+    def _enqueue(self, frames: list[bytes]) -> None:
+        """Queue behind the backlog. A client whose backlog is already past ``limit`` when more
+        arrives is too slow: drop everything, report it. (So one burst alone never cuts a
+        client off, and a client holds at most ``limit`` plus one Kafka batch.)"""
+        if self._bytes > self._limit:
+            self.close()
+            self._on_overflow()
+            return
+        self._queue.extend(frames)
+        self._bytes += sum(map(len, frames))
+        if self._bytes > self._limit // 2:
+            self._room.clear()
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -101,7 +146,7 @@ class ClientOutbox:
                     self._bytes -= len(frame)
                     if self._bytes <= self._limit // 2:
                         self._room.set()
-                    await self._ws.send(frame, text=True)
+                    await self._ws.send(_payload(frame), text=True)
         except ConnectionClosed:
             pass
         finally:
@@ -164,7 +209,7 @@ class FeedConnection:
 
     async def _flush(self) -> None:
         for frame in self.session.data_to_send():
-            await self.outbox.put(frame)
+            await self.outbox.put(wire(frame))
 
     async def _authenticate(self, request: Authenticate) -> None:
         try:
@@ -208,7 +253,7 @@ class FeedConnection:
                 await self._flush()
                 announced = True
             for seq, _symbol, payload in rows:
-                await self.outbox.put(message_frame(sub.channel, seq, payload))
+                await self.outbox.put(wire(message_frame(sub.channel, seq, payload)))
                 sub.replayed(seq)
             if len(rows) < PAGE_SIZE and not sub.overflowed and sub.phase is Phase.CATCHING_UP:
                 for frame in sub.go_live():

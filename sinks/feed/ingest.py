@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.errors import BadData
 from sinks.feed import history
+from sinks.feed.connection import wire
 from sinks.feed.fanout import Router
 from sinks.feed.history import HistoryGone, Sequenced
 from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, FeedRecord, decode_bars, decode_personal, message_frame
@@ -99,7 +100,7 @@ class FeedIngest:
         for item in sequenced:
             record = item.record
             if record.channel != "bars":
-                frame = message_frame(record.channel, item.seq, record.payload)
+                frame = wire(message_frame(record.channel, item.seq, record.payload))
                 self._router.dispatch(record.user_id, record.channel, item.seq, record.symbol, frame)
         if any(r.channel == "bars" for r in records):
             await self._dispatch_bars()
@@ -150,7 +151,7 @@ class FeedIngest:
                     self._bar_seq = latest
                     return
             for seq, symbol, payload in page.rows:
-                self._router.dispatch(MARKET_USER, "bars", seq, symbol, message_frame("bars", seq, payload))
+                self._router.dispatch(MARKET_USER, "bars", seq, symbol, wire(message_frame("bars", seq, payload)))
                 self._bar_seq = seq
             if len(page.rows) < BARS_PAGE:
                 return

@@ -22,9 +22,12 @@ def test_slow_client_is_cut_off_alone_and_resumes(feed_env: FeedEnv) -> None:
             other = await FeedClient.authed(server.address, tb)
             for client in (slow, fast, other):
                 await client.subscribe("signals")
-            for i in range(count):
+            for i in range(count):  # ~300 KB/s for alice: easy for a reading client, fatal for one that is not
                 await pub.personal("signals", signal(alice, sid=f"a{i}", market_data={"blob": BIG}))
                 await pub.personal("signals", signal(bob, sid=f"b{i}"))
+                if i % 10 == 9:
+                    await pub.flush()
+                    await asyncio.sleep(0.02)
             await pub.flush()
             # everyone else gets everything while the slow client reads nothing
             got_fast, got_other = await fast.take(count, timeout=30), await other.take(count, timeout=30)

@@ -13,6 +13,8 @@ variable                       meaning                                     defau
 ``SHAREWISE_WS_PORT``          websocket feed port                         ``8765``
 ``SHAREWISE_JWT_SECRET``       token signing secret                        generated under HOME
 ``SHAREWISE_INSTRUMENTS``      extra instrument list file (one per line)   (built-in NIFTY 50 list)
+``SHAREWISE_METRICS_PORT``     port of ``/metrics`` (0: any free port)     (no metrics endpoint)
+``SHAREWISE_METRICS_HOST``     address ``/metrics`` listens on             ``127.0.0.1``
 =============================  ==========================================  =========================
 """
 
@@ -50,6 +52,8 @@ class Settings:
     ws_port: int = 8765
     jwt_secret: str | None = field(default=None, repr=False)
     instruments_file: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +81,8 @@ class Settings:
             ws_port=_int(env, "SHAREWISE_WS_PORT", 8765, minimum=0),
             jwt_secret=env.get("SHAREWISE_JWT_SECRET") or None,
             instruments_file=Path(instruments).expanduser() if instruments else None,
+            metrics_port=_int(env, "SHAREWISE_METRICS_PORT", 0, minimum=0) if env.get("SHAREWISE_METRICS_PORT") else None,
+            metrics_host=env.get("SHAREWISE_METRICS_HOST") or "127.0.0.1",
         )
 
     @property
@@ -111,6 +117,7 @@ class Settings:
             "allowed_lateness_s": str(self.allowed_lateness_s),
             "websocket": f"{self.ws_host}:{self.ws_port}",
             "jwt_secret": "from SHAREWISE_JWT_SECRET" if self.jwt_secret else "generated under HOME",
+            "metrics": "off" if self.metrics_port is None else f"{self.metrics_host}:{self.metrics_port}",
         }
 
 

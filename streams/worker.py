@@ -43,7 +43,7 @@ from engine.pipeline import SignalPipeline, Step
 from engine.settings import Settings
 from engine.ticks import Reject, decode_packets
 from sinks.postgres import MARKETDATA, NOTIFICATIONS, SIGNALS, CopySink
-from streams import topics
+from streams import metrics, topics
 from streams.transport import SCHEME
 
 log = logging.getLogger("sharewise.worker")
@@ -104,6 +104,7 @@ class EngineWorker:
         self._last_checkpoint = time.monotonic()
         self._lock = asyncio.Lock()
         self._conn: Any = None
+        self.metrics_port: int | None = None  # of /metrics, when SHAREWISE_METRICS_PORT is set
         self.app = self._build_app(bootstrap)
 
     # --- Faust wiring ------------------------------------------------------------------------
@@ -133,8 +134,10 @@ class EngineWorker:
 
     async def start(self) -> None:
         await self.app.start()
+        self.metrics_port = metrics.attach(self)
 
     async def stop(self) -> None:
+        metrics.detach(self)
         try:
             await self.checkpoint()
         except Exception as exc:  # the last checkpoint is an optimisation: replay covers its loss
@@ -211,6 +214,7 @@ class EngineWorker:
             await self.topics[SIGNALS_T].send(key=key, value=orjson.dumps(msg))
             await self._notify(outputs.signal_notification(msg))
             self.stats.signals += 1
+            metrics.SIGNALS.labels(msg["strategy_name"]).inc()
         for failure in step.failures:
             self.stats.failures += 1
             log.warning("strategy failure: %s", failure.message)
@@ -296,7 +300,9 @@ class EngineWorker:
             async for events in stream.noack_take(2000, within=0.1):
                 rows = [row for ev in events for row in self._rows_of(topic, to_rows, ev.message)]
                 self.stats.sink_backlog += len(rows)
+                started = time.perf_counter()
                 inserted = await sink.write(rows)  # retries through outages; returns once committed
+                metrics.SINK_WRITE_SECONDS.labels(topic).observe(time.perf_counter() - started)
                 self.stats.sink_backlog -= len(rows)
                 self.stats.sink_rows[topic] += inserted
                 for ev in events:

@@ -55,9 +55,12 @@ CREATE INDEX api_token_user ON engine.api_token (user_id);
 -- (transaction-level advisory locks, taken in one global order so two servers never
 -- deadlock), so concurrent servers agree on every seq and a stream's seqs commit in order.
 -- Returns one row per input element: its 1-based position, its seq, and whether this call
--- assigned it. Set-based: one statement for the whole batch after the locks.
+-- assigned it. Set-based: one statement for the whole batch after the locks. The Kafka
+-- positions reached (p_topic/p_partition/p_offset) are saved in the same transaction, last
+-- writer wins: a lagging server moving a position back only costs a deduplicated re-read.
 CREATE FUNCTION engine.feed_append(p_user UUID[], p_channel TEXT[], p_message TEXT[],
-                                   p_symbol TEXT[], p_payload TEXT[])
+                                   p_symbol TEXT[], p_payload TEXT[],
+                                   p_topic TEXT[], p_partition INTEGER[], p_offset BIGINT[])
 RETURNS TABLE (ord INTEGER, seq BIGINT, fresh BOOLEAN)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -98,5 +101,8 @@ BEGIN
     LEFT JOIN known k ON k.ord = i.ord
     LEFT JOIN numbered n ON k.ord IS NULL AND n.u = i.u AND n.c = i.c AND n.m = i.m
     ORDER BY i.ord;
+    INSERT INTO engine.feed_offset AS o (topic, partition, next_offset)
+    SELECT * FROM unnest(p_topic, p_partition, p_offset)
+    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = NOW();
 END
 $$;

@@ -46,29 +46,20 @@ class Page:
 
 async def append(conn: asyncpg.Connection, records: Sequence[FeedRecord],
                  offsets: dict[tuple[str, int], int]) -> list[Sequenced]:
-    """Give every record its seq and record the Kafka positions reached, in one transaction.
+    """Give every record its seq and save the Kafka positions reached, in one statement (one transaction).
 
-    Idempotent per (user, channel, message id). ``offsets`` maps (topic, partition) to
-    the next offset to read; it is saved with the seqs so a restart never skips a message.
+    Idempotent per (user, channel, message id). ``offsets`` maps (topic, partition) to the
+    next offset to read; saved with the seqs, so a restart never skips a message.
     """
-    async with conn.transaction():
-        rows = await conn.fetch(
-            "SELECT ord, seq, fresh FROM engine.feed_append($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])",
-            [r.user_id for r in records], [r.channel for r in records], [r.message_id for r in records],
-            [r.symbol for r in records], [r.payload.decode() for r in records],
-        ) if records else []
-        if offsets:
-            await save_offsets(conn, offsets)
-    return [Sequenced(records[row["ord"] - 1], row["seq"], row["fresh"]) for row in rows]
-
-
-async def save_offsets(conn: asyncpg.Connection, offsets: dict[tuple[str, int], int]) -> None:
-    """Last writer wins: a lagging server moving a position back only costs a re-read (deduplicated)."""
-    await conn.executemany(
-        "INSERT INTO engine.feed_offset (topic, partition, next_offset) VALUES ($1, $2, $3)"
-        " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = NOW()",
-        [(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+    positions = list(offsets.items())
+    rows = await conn.fetch(
+        "SELECT ord, seq, fresh FROM engine.feed_append($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::int[], $8::bigint[])",
+        [r.user_id for r in records], [r.channel for r in records], [r.message_id for r in records],
+        [r.symbol for r in records], [r.payload.decode() for r in records],
+        [t for (t, _), _ in positions], [p for (_, p), _ in positions], [o for _, o in positions],
     )
+    return [Sequenced(records[row["ord"] - 1], row["seq"], row["fresh"]) for row in rows]
 
 
 async def load_offsets(conn: asyncpg.Connection, topics: Iterable[str]) -> dict[tuple[str, int], int]:

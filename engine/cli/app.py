@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "engine.cli.strategy_cmd",
     "engine.cli.backtest_cmd",
     "engine.cli.feed_cmd",
+    "engine.cli.ops_cmd",
 ]
 
 

@@ -115,3 +115,26 @@ def as_json(snapshot: ClusterSnapshot | None, status: str) -> dict[str, Any]:
 def _position_json(gp: GroupPartition) -> dict[str, Any]:
     lag_s = None if gp.lag_seconds is None else round(gp.lag_seconds, 3)
     return {"committed": gp.committed, "lag": gp.lag, "lag_seconds": lag_s}
+
+
+def topic_rates(before: ClusterSnapshot, after: ClusterSnapshot) -> dict[str, float]:
+    """Messages per second written to each topic between two snapshots (sum of high watermarks)."""
+    dt = after.taken_at - before.taken_at
+    if dt <= 0:
+        return {}
+    return {t: max(sum(e.high for e in parts.values()) - sum(e.high for e in before.topics[t].values()), 0) / dt
+            for t, parts in after.topics.items() if t in before.topics}
+
+
+def commit_rates(before: ClusterSnapshot, after: ClusterSnapshot) -> dict[tuple[str, str], float]:
+    """Messages per second each group committed on each topic between two snapshots."""
+    dt = after.taken_at - before.taken_at
+    if dt <= 0:
+        return {}
+    out = {}
+    for group, by_topic in after.groups.items():
+        for topic, parts in by_topic.items():
+            was = before.groups.get(group, {}).get(topic, {})
+            moved = sum(gp.committed - was[p].committed for p, gp in parts.items() if p in was)
+            out[(group, topic)] = max(moved, 0) / dt
+    return out

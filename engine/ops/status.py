@@ -160,3 +160,18 @@ def evaluate(snapshot: ClusterSnapshot, history: History, *, groups: Collection[
 def broker_down(where: str, detail: str) -> Verdict:
     """The verdict when the cluster itself cannot be read."""
     return Verdict.of([Finding(Status.ERR, "broker", f"{where}: {detail}")])
+
+
+def workers_state(beats: Sequence[WorkerBeat], lag_by_group: Mapping[str, int],
+                  timeout: float = WORKER_TIMEOUT) -> tuple[bool, str]:
+    """(up?, one line) for ``sharewise status``: down when no worker ever reported, or a group's
+    workers are silent while it lags; a silent group with nothing waiting is idle, not down."""
+    if not beats:
+        return False, "no worker has reported a heartbeat"
+    if silent := worker_findings(beats, lag_by_group, timeout):
+        return False, "; ".join(f"{f.subject}: {f.detail}" for f in silent)
+    fresh = [b for b in beats if b.age <= timeout]
+    if not fresh:
+        return True, f"idle: last heartbeat {min(b.age for b in beats):.0f}s ago, nothing waiting"
+    groups = ", ".join(sorted({b.group for b in fresh}))
+    return True, f"{len(fresh)} alive ({groups}), freshest heartbeat {min(b.age for b in fresh):.1f}s ago"

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,16 +59,17 @@ class Tally:
     ready: int = 0
     closed: dict[int, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
 
-    def frame(self, payload: bytes, now: float) -> None:
-        at = payload.find(T_PUB)
+    def frame(self, buf: bytearray, start: int, end: int, now: float) -> None:
+        """One text frame, ``buf[start:end]``: count it if it is a signal published inside the window."""
+        at = buf.find(T_PUB, start, end)
         if at < 0:
-            if payload.startswith(b'{"op":"subscribed"'):
+            if buf.startswith(b'{"op":"subscribed"', start):
                 self.ready += 1
             return
         stop = at + len(T_PUB)
-        while payload[stop] not in b",}":
+        while buf[stop] not in b",}":
             stop += 1
-        published = float(payload[at + len(T_PUB):stop])
+        published = float(buf[at + len(T_PUB):stop])
         if self.start <= published <= self.end:
             self.latencies.append(now - published)
 
@@ -115,14 +117,13 @@ class RawClient(asyncio.Protocol):
                 length, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
             if size - pos < head + length:
                 break
-            opcode, payload = buf[pos] & 0x0F, bytes(buf[pos + head:pos + head + length])
-            pos += head + length
+            opcode, start, pos = buf[pos] & 0x0F, pos + head, pos + head + length
             if opcode == 0x1:
-                self._tally.frame(payload, now)
+                self._tally.frame(buf, start, pos, now)
             elif opcode == 0x9:
-                self._send(0xA, payload)
+                self._send(0xA, bytes(buf[start:pos]))
             elif opcode == 0x8:
-                self._tally.closed[struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005] += 1
+                self._tally.closed[struct.unpack_from("!H", buf, start)[0] if length >= 2 else 1005] += 1
         del buf[:pos]
 
     def _send(self, opcode: int, payload: bytes) -> None:
@@ -248,25 +249,50 @@ class Result:
     p50_ms: float
     p99_ms: float
     closed: dict[int, int]
+    cpu: dict[str, float]
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) of each named process (PostgreSQL: with its backends)."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)] if name == "postgres" else [root]
+        except psutil.NoSuchProcess:
+            continue
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        used[name] = total
+    return used
 
 
 async def measure(system: str, conn: Connection, bootstrap: str, topic: str, users: list[str], per_user: int,
-                  rate: float, warmup: float, seconds: float) -> Result:
+                  rate: float, warmup: float, seconds: float, pids: dict[str, int]) -> Result:
     await publish(bootstrap, topic, users, rate, warmup)
     start = time.time()
     conn.send(("start", start, start + seconds))
+    before = cpu_seconds(pids)
     await publish(bootstrap, topic, users, rate, seconds)
     end = time.time()
+    after = cpu_seconds(pids)
     await asyncio.sleep(1.0)  # drain: what has not arrived by now counts as not delivered
     conn.send(("report",))
     count, latencies, closed = conn.recv()
     lat = np.array(latencies or [float("nan")]) * 1000
+    cpu = {name: round(100 * (after[name] - before[name]) / (end - start)) for name in after if name in before}
     return Result(system, rate, rate * per_user, count / (end - start), float(np.percentile(lat, 50)),
-                  float(np.percentile(lat, 99)), closed)
+                  float(np.percentile(lat, 99)), closed, cpu)
 
 
 async def run_system(system: str, server_conn: Connection, hellos: list[list[bytes]], bootstrap: str, topic: str,
-                     users: list[str], rates: list[float], args: argparse.Namespace) -> list[Result]:
+                     users: list[str], rates: list[float], args: argparse.Namespace,
+                     pids: dict[str, int]) -> list[Result]:
     ctx = multiprocessing.get_context("spawn")
     port = server_conn.recv()
     mine, theirs = ctx.Pipe()
@@ -274,8 +300,9 @@ async def run_system(system: str, server_conn: Connection, hellos: list[list[byt
     clients.start()
     try:
         assert mine.recv()[0] == "ready"
+        pids = pids | {"clients": clients.pid, "publisher": os.getpid()}
         return [await measure(system, mine, bootstrap, topic, users, len(hellos) // len(users), rate,
-                              args.warmup, args.seconds) for rate in rates]
+                              args.warmup, args.seconds, pids) for rate in rates]
     finally:
         mine.send(("quit",))
         clients.join(timeout=10)
@@ -311,15 +338,17 @@ async def prepare_tenants(dsn: str, home: str, users: int, clients: int) -> tupl
 def report(results: list[Result], clients: int, users: int) -> None:
     print(f"\n{clients} clients, {users} users ({clients // users} clients per user), loopback, same machine")
     print(f"{'system':<10} {'signals/s':>9} {'offered msgs/s':>14} {'delivered msgs/s':>16} {'p50 ms':>8} {'p99 ms':>8}"
-          "  closes")
+          "  closes  cpu % (100 = one core)")
     for r in results:
+        cpu = " ".join(f"{name} {value}" for name, value in r.cpu.items())
         print(f"{r.system:<10} {r.rate:>9.0f} {r.offered:>14.0f} {r.delivered:>16.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f}"
-              f"  {r.closed or '-'}")
+              f"  {r.closed or '-'}  {cpu}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(orjson.dumps([dataclasses.asdict(r) for r in results], option=orjson.OPT_NON_STR_KEYS).decode())
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from db.embedded import start_postgres, stop_postgres
+    from db.embedded import postgres_status, start_postgres, stop_postgres
     from db.migrate import migrate
     from engine.settings import Settings
     from streams.admin import ensure_topics
@@ -336,7 +365,7 @@ async def main_async(args: argparse.Namespace) -> None:
         per_user = args.clients // args.users
         rates = [args.latency_load / per_user, args.throughput_load / per_user]
         results = []
-        for system in ("feed", "broadcast"):
+        for system in args.systems.split(","):
             topic = f"bench.signals.{system}.{uuid.uuid4().hex[:8]}"
             await ensure_topics(broker.bootstrap, {topic: 8})
             mine, theirs = ctx.Pipe()
@@ -344,10 +373,11 @@ async def main_async(args: argparse.Namespace) -> None:
                                    else (peer_process, (broker.bootstrap, topic, theirs)))
             server = ctx.Process(target=target, args=target_args, daemon=True)
             server.start()
+            pids = {"server": server.pid, "postgres": postgres_status(settings)["pid"], "broker": broker.pid}
             try:
                 feed_hellos = hellos if system == "feed" else [[orjson.dumps({"user_id": users[i % len(users)]})]
                                                                for i in range(args.clients)]
-                results += await run_system(system, mine, feed_hellos, broker.bootstrap, topic, users, rates, args)
+                results += await run_system(system, mine, feed_hellos, broker.bootstrap, topic, users, rates, args, pids)
             finally:
                 server.terminate()
                 server.join(timeout=10)
@@ -363,6 +393,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per load")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--systems", default="feed,broadcast", help="which servers to run, in order")
     parser.add_argument("--latency-load", type=float, default=10_000, help="offered deliveries/s for the latency run")
     parser.add_argument("--throughput-load", type=float, default=150_000,
                         help="offered deliveries/s for the throughput run")

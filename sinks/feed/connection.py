@@ -112,7 +112,7 @@ class ClientOutbox:
         if self.closed or not burst:
             return
         room, take, size = self._ws.write_limit_high - self._ws.transport.get_write_buffer_size(), 0, 0
-        if self._ws.protocol.state is State.OPEN:
+        if self._ws.protocol.state is State.OPEN and not self._ws.transport.is_closing():
             while take < len(burst) and (size + len(burst[take]) <= room or (take == 0 and room > 0)):
                 size += len(burst[take])
                 take += 1

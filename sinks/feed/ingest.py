@@ -12,7 +12,8 @@ and channel come from one partition (keyed by user_id), so every server sees the
 the same order and their seqs rise. Bars of different partitions share one sequence, so
 bars are dispatched by reading that sequence back from the database in seq order.
 
-Unusable messages are counted and skipped (``stats["bad"]``), never fatal. A database
+Unusable messages (e.g. a signal of no user) are counted and skipped (``stats["bad"]``,
+``stats["bad.<reason>"]``; the first of each reason is logged), never fatal. A database
 outage stalls the reader (with backoff) without losing the batch.
 """
 
@@ -118,7 +119,8 @@ class FeedIngest:
         for exc in bad:
             self.stats["bad"] += 1
             self.stats[f"bad.{exc.reason}"] += 1
-            log.warning("skipped a %s message: %s", channel, exc)
+            first = self.stats[f"bad.{exc.reason}"] == 1  # warn once per reason; the counts are in stats
+            log.log(logging.WARNING if first else logging.DEBUG, "skipped a %s message: %s", channel, exc)
         return records
 
     async def _append(self, records: list[FeedRecord], offsets: dict[tuple[str, int], int]) -> list[Sequenced]:

@@ -20,14 +20,20 @@ token_app = typer.Typer(help="Create and revoke websocket feed tokens.", no_args
 
 @clean_errors
 def feed_server(
-    host: str = typer.Option(None, help="Listen address [default: SHAREWISE_WS_HOST or 127.0.0.1]."),
-    port: int = typer.Option(None, min=0, help="Port, 0 for any free one [default: SHAREWISE_WS_PORT or 8765]."),
+    host: str = typer.Option(None, help="Listen address (default: SHAREWISE_WS_HOST, else 127.0.0.1)."),
+    port: int = typer.Option(None, min=0, help="Port, 0 for any free one (default: SHAREWISE_WS_PORT, else 8765)."),
+    bar_history: int = typer.Option(200_000, min=1, help="Bars kept for resume (since_seq), newest first."),
+    history_days: float = typer.Option(30.0, min=0.01, help="Days signals, orders and notifications are kept."),
 ) -> None:
     """Serve the websocket signal feed and the live page until Ctrl-C; prints its address on start."""
+    from datetime import timedelta
+
     from engine.cli.assemble import prepare
+    from sinks.feed.config import FeedConfig
     from sinks.feed.server import FeedServer, serve_feed
 
     settings = Settings.from_env()
+    config = FeedConfig(bars_kept=bar_history, personal_kept=timedelta(days=history_days))
     setup_logging(settings, "feed-server")
 
     def announce(server: FeedServer) -> None:
@@ -40,7 +46,7 @@ def feed_server(
             assert rt.dsn and rt.bootstrap
             await prepare(settings, rt.dsn, rt.bootstrap)
             await serve_feed(settings, rt.dsn, rt.bootstrap, host=host, port=port, stop=stop_event(),
-                             on_ready=announce)
+                             config=config, on_ready=announce)
         out.print("feed server stopped")
 
     asyncio.run(run())

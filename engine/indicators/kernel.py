@@ -16,7 +16,7 @@ from engine.indicators import averages, channels, directional, momentum, oscilla
 from engine.indicators.jit import entry, jit, jit_inline
 from engine.indicators.window import NAN
 
-# opcodes: those up to MOM read the close only (one output), the others a whole bar
+# opcodes
 SMA, EMA, WMA, DEMA, TEMA, RSI, ROC, MOM = range(8)
 MACD, STOCH, WILLR, CCI, STDDEV, BBANDS, ATR, DMI, OBV, MFI, CHANNEL = range(8, 19)
 
@@ -36,72 +36,77 @@ def _put(out, j, col, value):
 
 
 @jit_inline
-def _step(s, o, p, f, high, low, close, vol, t):
-    """Advance one instance (program row ``p``, reals ``f``) by one bar: its (up to 3) values."""
-    op = p[OP]
+def _step(s, o, program, floats, k, high, low, close, vol, t):
+    """Advance instance ``k`` by one bar: its (up to 3) values. Program rows are indexed, not
+    sliced: a row view per instance and bar is measurable here."""
+    op, n = program[k, OP], program[k, P0]
     if op == SMA:
-        return averages.sma(s, o, p[P0], close, t), NAN, NAN
+        return averages.sma(s, o, n, close, t), NAN, NAN
     if op == EMA:
-        return averages.ema(s, o, p[P0], close, t), NAN, NAN
+        return averages.ema(s, o, n, close, t), NAN, NAN
     if op == WMA:
-        return averages.wma(s, o, p[P0], close, t), NAN, NAN
+        return averages.wma(s, o, n, close, t), NAN, NAN
     if op == DEMA:
-        return averages.dema(s, o, p[P0], close, t), NAN, NAN
+        return averages.dema(s, o, n, close, t), NAN, NAN
     if op == TEMA:
-        return averages.tema(s, o, p[P0], close, t), NAN, NAN
+        return averages.tema(s, o, n, close, t), NAN, NAN
     if op == RSI:
-        return momentum.rsi(s, o, p[P0], close, t), NAN, NAN
+        return momentum.rsi(s, o, n, close, t), NAN, NAN
     if op == ROC:
-        return momentum.roc(s, o, p[P0], close, t), NAN, NAN
+        return momentum.roc(s, o, n, close, t), NAN, NAN
     if op == MOM:
-        return momentum.mom(s, o, p[P0], close, t), NAN, NAN
+        return momentum.mom(s, o, n, close, t), NAN, NAN
     if op == MACD:
-        return momentum.macd(s, o, p[P0], p[P1], p[P2], close, t)
+        return momentum.macd(s, o, n, program[k, P1], program[k, P2], close, t)
     if op == STOCH:
-        k, d = oscillators.stoch(s, o, p[P0], p[P1], p[P2], high, low, close, t)
-        return k, d, NAN
+        slow_k, slow_d = oscillators.stoch(s, o, n, program[k, P1], program[k, P2], high, low, close, t)
+        return slow_k, slow_d, NAN
     if op == WILLR:
-        return oscillators.willr(s, o, p[P0], high, low, close, t), NAN, NAN
+        return oscillators.willr(s, o, n, high, low, close, t), NAN, NAN
     if op == CCI:
-        return oscillators.cci(s, o, p[P0], high, low, close, t), NAN, NAN
+        return oscillators.cci(s, o, n, high, low, close, t), NAN, NAN
     if op == STDDEV:
-        return volatility.stddev(s, o, p[P0], f[0], close, t), NAN, NAN
+        return volatility.stddev(s, o, n, floats[k, 0], close, t), NAN, NAN
     if op == BBANDS:
-        return volatility.bbands(s, o, p[P0], f[0], f[1], close, t)
+        return volatility.bbands(s, o, n, floats[k, 0], floats[k, 1], close, t)
     if op == ATR:
-        return volatility.atr(s, o, p[P0], high, low, close, t), NAN, NAN
+        return volatility.atr(s, o, n, high, low, close, t), NAN, NAN
     if op == DMI:
-        return directional.dmi(s, o, p[P0], high, low, close, t)
+        return directional.dmi(s, o, n, high, low, close, t)
     if op == OBV:
         return volume.obv(s, o, close, vol, t), NAN, NAN
     if op == MFI:
-        return volume.mfi(s, o, p[P0], high, low, close, vol, t), NAN, NAN
-    # CHANNEL: P1 = 1 for a maximum over highs (else minimum over lows), P2 = 1 to exclude the bar
-    x = high if p[P1] == 1 else low
-    return channels.channel(s, o, p[P0], x, t, p[P1] == 1, p[P2] == 1), NAN, NAN
+        return volume.mfi(s, o, n, high, low, close, vol, t), NAN, NAN
+    # CHANNEL: P1 = 1 for a maximum over highs (else minimum over lows), P2 = 1 for the bars before
+    is_max = program[k, P1] == 1
+    return channels.channel(s, o, n, high if is_max else low, t, is_max, program[k, P2] == 1), NAN, NAN
 
 
 @jit
 def _advance(program, floats, s, width, inst, high, low, close, vol, out):
-    """Bar by bar, every instance: all of an instrument's state is touched while it is hot."""
+    """Bar by bar, every instance: all of an instrument's state is touched while it is hot.
+
+    (Instance by instance over the batch was measured too: fewer dispatches, but every
+    instance then fetches every instrument's row again, and the state of 2,000 instruments
+    does not stay in cache — slower.)
+    """
     for j in range(inst.shape[0]):
         base = inst[j] * width
         t = np.int64(s[base])
         s[base] = t + 1
         for k in range(program.shape[0]):
-            p = program[k]
-            a, b, c = _step(s, base + p[OFFSET], p, floats[k], high[j], low[j], close[j], vol[j], t)
-            _put(out, j, p[COL0], a)
-            _put(out, j, p[COL1], b)
-            _put(out, j, p[COL2], c)
+            a, b, c = _step(s, base + program[k, OFFSET], program, floats, k, high[j], low[j], close[j], vol[j], t)
+            _put(out, j, program[k, COL0], a)
+            _put(out, j, program[k, COL1], b)
+            _put(out, j, program[k, COL2], c)
 
 
 @entry
 def run(program, floats, state, inst, high, low, close, vol, out):
     """Advance every instance over the batch; write row ``j`` of ``out`` for bar ``j``.
 
-    ``out`` must be NaN-filled by the caller (warm-up values are left alone only where no
-    instance writes). Bars are processed in batch order, so an instrument may occur several
+    Every column of ``out`` is written for every bar (NaN during warm-up), so ``out`` may come
+    uninitialised. Bars are processed in batch order, so an instrument may occur several
     times in a batch. Returns −1, or the position of the first bar whose instrument index is
     out of range — in which case nothing was updated.
     """

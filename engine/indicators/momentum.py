@@ -46,9 +46,13 @@ def rsi(s, o, n, x, t):
     return 100.0 * (gain / total) if total > 0.0 else 0.0
 
 
+# macd slots: slow EMA, signal EMA (2 each, see ema_size), fast EMA and its factor, then a ring
+# of the last ``fast`` closes for the fast seed
+_SLOW, _SIGNAL, _FAST, _FAST_K, _SEED = 0, 2, 4, 5, 6
+
+
 def macd_size(fast: int, slow: int, signal: int) -> int:
-    """Slow EMA, fast EMA, signal EMA, and a ring of the last ``fast`` closes for the seed."""
-    return 3 + min(fast, slow)
+    return _SEED + min(fast, slow)
 
 
 @jit
@@ -63,21 +67,22 @@ def macd(s, o, fast, slow, signal, x, t):
         fast, slow = slow, fast
     start = slow - 1
     if t <= start:
-        s[o + 3 + t % fast] = x
-    slow_ema = ema(s, o, slow, x, t)
+        s[o + _SEED + t % fast] = x
+    slow_ema = ema(s, o + _SLOW, slow, x, t)
     if t < start:
         return NAN, NAN, NAN
     if t == start:
         total = 0.0
         for age in range(fast - 1, -1, -1):
-            total += s[o + 3 + (t - age) % fast]
+            total += s[o + _SEED + (t - age) % fast]
         fast_ema = total / fast
+        s[o + _FAST_K] = 2.0 / (fast + 1)
     else:
-        prev = s[o + 1]
-        fast_ema = fma(x - prev, 2.0 / (fast + 1), prev)
-    s[o + 1] = fast_ema
+        prev = s[o + _FAST]
+        fast_ema = fma(x - prev, s[o + _FAST_K], prev)
+    s[o + _FAST] = fast_ema
     line = fast_ema - slow_ema
-    sig = ema(s, o + 2, signal, line, t - start)
+    sig = ema(s, o + _SIGNAL, signal, line, t - start)
     if t < start + signal - 1:
         return NAN, NAN, NAN
     return line, sig, line - sig

@@ -184,12 +184,14 @@ class IndicatorSet:
         float64 array ``[len(inst), len(columns)]``, NaN where TA-Lib has no value yet. Raises
         ConfigError (and changes nothing) on unequal lengths or an index outside the capacity.
         """
-        idx = np.ascontiguousarray(inst, dtype=np.int64)
-        prices = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume)]
-        if any(p.shape != idx.shape for p in prices) or idx.ndim != 1 or np.shape(open_) not in ((), idx.shape):
+        idx = _contiguous(inst, np.int64)
+        h, l, c, v = (_contiguous(a, np.float64) for a in (high, low, close, volume))  # noqa: E741
+        n = idx.shape[0]
+        same_shape = idx.shape == h.shape == l.shape == c.shape == v.shape
+        if idx.ndim != 1 or not same_shape or np.size(open_) not in (1, n):
             raise ConfigError("indicator update: inst, open, high, low, close, volume differ in shape")
-        out = np.full((idx.shape[0], len(self.columns)), np.nan)
-        bad = kernel.run(self._program, self._floats, self._state, idx, *prices, out)
+        out = np.empty((n, len(self.columns)))
+        bad = kernel.run(self._program, self._floats, self._state, idx, h, l, c, v, out)
         if bad >= 0:
             raise ConfigError(f"indicator update: instrument index {idx[bad]} outside 0..{self.capacity - 1}")
         return out
@@ -215,6 +217,13 @@ class IndicatorSet:
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.capacity)):
             raise ConfigError(f"instrument indices must lie in 0..{self.capacity - 1}")
         return rows
+
+
+def _contiguous(values, dtype: type) -> np.ndarray:  # noqa: ANN001
+    """``values`` as a C-contiguous array (at least 1-d) of ``dtype``, not copied if it is one."""
+    if type(values) is np.ndarray and values.dtype == dtype and values.flags.c_contiguous:
+        return values
+    return np.ascontiguousarray(values, dtype=dtype)
 
 
 def _instances(specs: tuple[IndicatorSpec, ...]) -> list[IndicatorSpec]:

@@ -3,7 +3,8 @@
 Every feed server is its own reader (no consumer group: it assigns itself every
 partition), so several servers all fan out. It starts at the positions saved in
 ``engine.feed_offset`` (all messages before them already have their seq), or at the
-beginning of a partition it has never read. Per batch it assigns seqs (or finds the
+beginning of a partition it has never read — or that now ends before the saved position
+(the broker lost its data, e.g. the embedded in-memory broker restarted). Per batch it assigns seqs (or finds the
 ones another server assigned), saves the new positions in the same transaction, and
 only then dispatches, so a client never sees a seq the database does not hold.
 
@@ -34,6 +35,7 @@ from sinks.feed.fanout import Router
 from sinks.feed.history import HistoryGone, Sequenced
 from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, FeedRecord, decode_bars, decode_personal, message_frame
 from sinks.postgres import RETRYABLE
+from streams.admin import high_watermarks
 
 log = logging.getLogger("sharewise.feed")
 
@@ -80,11 +82,19 @@ class FeedIngest:
         async with self._pool.acquire() as conn:
             saved = await history.load_offsets(conn, topics)
             self._bar_seq = await history.latest_seq(conn, MARKET_USER, "bars")
+        ends = {(t, p): mark for t in topics for p, mark in (await high_watermarks(self._bootstrap, t)).items()}
         for tp in partitions:
-            if (tp.topic, tp.partition) in saved:
-                consumer.seek(tp, saved[(tp.topic, tp.partition)])
-            else:
+            offset = saved.get((tp.topic, tp.partition))
+            if offset is not None and offset > ends.get((tp.topic, tp.partition), 0):
+                # the topic is younger than our position (an in-memory broker restarted): read it all;
+                # ids make the re-read harmless. (Tansu does not answer OFFSET_OUT_OF_RANGE here.)
+                log.warning("%s[%d] ends before the saved position %d: reading it from the start",
+                            tp.topic, tp.partition, offset)
+                offset = None
+            if offset is None:
                 await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
         log.info("feed reader assigned %d partitions of %s", len(partitions), ", ".join(topics))
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:

@@ -137,3 +137,25 @@ def test_lost_history_is_unrecoverable(feed_env: FeedEnv) -> None:
             assert (await late.request({"op": "ping"}))["op"] == "pong"
 
     asyncio.run(scenario())
+
+
+def test_a_broker_that_lost_its_data_is_read_from_the_start(feed_env: FeedEnv, kafka_broker_factory) -> None:
+    """The embedded broker keeps topics in memory: after its restart the saved positions lie beyond the
+    new topics' ends. The feed must read them from the start, not wait for offsets that never come."""
+
+    async def scenario() -> None:
+        user = await add_user(feed_env.dsn)
+        token = await issue_token(feed_env, user)
+        for round_, sids in enumerate((["a0", "a1", "a2", "a3", "a4"], ["a4", "b0", "b1"])):
+            feed_env.bootstrap = kafka_broker_factory().bootstrap
+            async with feed_env.server() as server, Publisher(feed_env) as pub:
+                client = await FeedClient.authed(server.address, token)
+                await client.subscribe("signals", since_seq=0 if round_ == 0 else 5)
+                for sid in sids:
+                    await pub.personal("signals", signal(user, sid=sid))
+                await pub.flush()
+                got = await client.take(len(sids) if round_ == 0 else 2)
+                assert [(f["seq"], f["data"]["id"]) for f in got] == \
+                    ([(1, "a0"), (2, "a1"), (3, "a2"), (4, "a3"), (5, "a4")] if round_ == 0 else [(6, "b0"), (7, "b1")])
+
+    asyncio.run(scenario())

@@ -1,8 +1,9 @@
 """Moving averages: SMA, EMA, WMA, DEMA, TEMA (TA-Lib 0.8 semantics, bit for bit).
 
-Each step function takes the instrument's state row ``s``, the offset ``o`` of its slots, the
-period, the new value and ``t`` (bars seen before this one), updates the slots and returns the
-value for this bar (NaN during TA-Lib's warm-up). The ``*_size`` functions give the slot count.
+Each step function takes the state ``s`` and the offset ``o`` of its slots (see
+:mod:`engine.indicators.window`), the period, the new value and ``t`` (bars seen before this
+one), updates the slots and returns the value for this bar (NaN during TA-Lib's warm-up). The
+``*_size`` functions give the slot count.
 """
 
 from __future__ import annotations
@@ -101,32 +102,32 @@ def dema_size(n: int) -> int:
     return 2 * ema_size(n)
 
 
-@jit
-def dema(s, o, n, x, t):
-    """TA-Lib DEMA = 2·EMA − EMA(EMA); first value after 2·(n − 1) bars."""
-    e1 = ema(s, o, n, x, t)
-    if t < n - 1:
-        return NAN
-    e2 = ema(s, o + 2, n, e1, t - (n - 1))
-    if t < 2 * (n - 1):
-        return NAN
-    return (2.0 * e1) - e2
-
-
 def tema_size(n: int) -> int:
     return 3 * ema_size(n)
 
 
 @jit
+def _cascade(s, o, n, x, t, depth):
+    """EMA, EMA of that, EMA of that (``depth`` levels): level ``d`` seeds after ``d·(n − 1)``
+    bars; levels not seeded yet are NaN."""
+    e1 = ema(s, o, n, x, t)
+    e2 = e3 = NAN
+    if depth > 1 and t >= n - 1:
+        e2 = ema(s, o + 2, n, e1, t - (n - 1))
+        if depth > 2 and t >= 2 * (n - 1):
+            e3 = ema(s, o + 4, n, e2, t - 2 * (n - 1))
+    return e1, e2, e3
+
+
+@jit
+def dema(s, o, n, x, t):
+    """TA-Lib DEMA = 2·EMA − EMA(EMA); first value after 2·(n − 1) bars."""
+    e1, e2, _ = _cascade(s, o, n, x, t, 2)
+    return (2.0 * e1) - e2 if t >= 2 * (n - 1) else NAN
+
+
+@jit
 def tema(s, o, n, x, t):
     """TA-Lib TEMA = EMA³ + (3·EMA − 3·EMA²); first value after 3·(n − 1) bars."""
-    e1 = ema(s, o, n, x, t)
-    if t < n - 1:
-        return NAN
-    e2 = ema(s, o + 2, n, e1, t - (n - 1))
-    if t < 2 * (n - 1):
-        return NAN
-    e3 = ema(s, o + 4, n, e2, t - 2 * (n - 1))
-    if t < 3 * (n - 1):
-        return NAN
-    return e3 + ((3.0 * e1) - (3.0 * e2))
+    e1, e2, e3 = _cascade(s, o, n, x, t, 3)
+    return e3 + ((3.0 * e1) - (3.0 * e2)) if t >= 3 * (n - 1) else NAN

@@ -5,7 +5,8 @@ row per indicator instance ``[opcode, state offset, out col 0, out col 1, out co
 (an output column of −1 is not wanted) and one float64 row of real parameters ``[f0, f1]``.
 State is one float64 row per instrument; slot 0 counts the instrument's bars, each instance
 owns the slots from its offset. Bars are processed in batch order, so an instrument may occur
-several times in a batch. The kernel signature never changes, so it compiles once.
+several times in a batch; for each bar every instance steps in turn, the opcode dispatch
+inlined. The kernel signature never changes, so it compiles once (and is cached on disk).
 """
 
 from __future__ import annotations

@@ -176,11 +176,19 @@ class IndicatorSet:
     def state_bytes_per_instrument(self) -> int:
         return self._state.shape[1] * self._state.itemsize
 
+    def grow(self, capacity: int) -> None:
+        """Make room for at least ``capacity`` instruments; new ones start fresh. Never shrinks."""
+        if capacity > self.capacity:
+            fresh = np.zeros((capacity - self.capacity, self._state.shape[1]), dtype=np.float64)
+            self._state = np.concatenate([self._state, fresh])
+
     def update(self, inst, open_, high, low, close, volume) -> np.ndarray:  # noqa: ANN001
         """Advance the instruments ``inst[j]`` by bar ``j``, in order; one row of values per bar.
 
         All arguments are equal-length sequences (or scalars for a single bar); ``open_`` is
-        accepted for a uniform bar signature but no supported indicator reads it. Returns a new
+        accepted for a uniform bar signature but no supported indicator reads it. Prices and
+        volumes must be finite, as TA-Lib requires: a NaN would stay in the instrument's state
+        until :meth:`reset` (bad bars belong in the dead-letter topic, not here). Returns a new
         float64 array ``[len(inst), len(columns)]``, NaN where TA-Lib has no value yet. Raises
         ConfigError (and changes nothing) on unequal lengths or an index outside the capacity.
         """

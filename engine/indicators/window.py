@@ -1,8 +1,9 @@
 """Window primitives shared by the families: ring buffers and running extremes.
 
-State lives in one float64 row per instrument; a primitive owns ``s[o : o + size]`` of it.
-``t`` is the number of bars the instrument had before the current one (0 for its first bar).
-All-zero state is the fresh state of every primitive.
+Every step function of the package gets ``s``, the state of all instruments as one flat
+float64 array, and ``o``, the absolute offset of its slots ``s[o : o + size]`` (inside its
+instrument's row). ``t`` is the number of bars the instrument had before the current one (0
+for its first bar). All-zero state is the fresh state of every primitive.
 """
 
 from __future__ import annotations

@@ -116,6 +116,20 @@ def test_update_misuse_changes_nothing() -> None:
         iset.reset(5)
 
 
+def test_grow_keeps_state_and_adds_fresh_instruments() -> None:
+    iset = IndicatorSet(["ema(3)"], 1)
+    one = np.zeros(1, np.int64)
+    for price in (1.0, 2.0, 3.0):
+        iset.update(one, price, price, price, price, 1.0)
+    kept = iset.snapshot(0)
+    iset.grow(3)
+    iset.grow(2)  # never shrinks
+    assert iset.capacity == 3
+    assert iset.snapshot(0) == kept
+    assert iset.snapshot(2) == IndicatorSet(["ema(3)"], 1).snapshot(0)
+    assert iset.update(np.array([0, 2]), 4.0, [4.0, 4.0], [4.0, 4.0], [4.0, 4.0], [1.0, 1.0])[0, 0] == 3.0
+
+
 def test_snapshot_must_match_the_set_and_the_indices() -> None:
     iset = IndicatorSet(["ema(5)", "rsi(3)"], 4)
     blob = iset.snapshot(np.array([0, 1]))

@@ -23,6 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.http11 import Request, Response
 
 from db.connect import create_pool
+from engine.errors import ConfigError
 from engine.settings import Settings
 from engine.tokens import TokenIssuer, load_secret
 from sinks.feed import accounts, history
@@ -65,7 +66,11 @@ class FeedServer:
         return f"ws://{self._host}:{self.port}/"
 
     async def start(self) -> None:
-        """Connect to PostgreSQL, position the Kafka reader, then accept clients."""
+        """Connect to PostgreSQL, position the Kafka reader, then accept clients.
+
+        Raises ConfigError when the address cannot be listened on, ServiceUnavailable when
+        PostgreSQL or Kafka cannot be reached.
+        """
         from streams.admin import ensure_topics
 
         _ws_log.setLevel(max(logging.WARNING, _ws_log.getEffectiveLevel()))
@@ -77,12 +82,16 @@ class FeedServer:
                        asyncio.create_task(self._recheck_tokens(), name="feed-tokens"),
                        asyncio.create_task(self._prune(), name="feed-retention")]
         await _first_done(self.ingest.ready.wait(), self._tasks[0])
-        self._server = await websockets.serve(
-            self._handle, self._host, self._port, process_request=self._http,
-            max_size=self.config.max_frame_bytes, compression=None, logger=_ws_log,
-            ping_interval=self.config.ping_interval_s, ping_timeout=self.config.ping_timeout_s,
-            write_limit=self.config.socket_buffer_bytes, close_timeout=5,
-        )
+        try:
+            self._server = await websockets.serve(
+                self._handle, self._host, self._port, process_request=self._http,
+                max_size=self.config.max_frame_bytes, compression=None, logger=_ws_log,
+                ping_interval=self.config.ping_interval_s, ping_timeout=self.config.ping_timeout_s,
+                write_limit=self.config.socket_buffer_bytes, close_timeout=5,
+            )
+        except OSError as exc:
+            raise ConfigError(f"the feed server cannot listen on {self._host}:{self._port} ({exc.strerror or exc}):"
+                              " set SHAREWISE_WS_HOST / SHAREWISE_WS_PORT") from exc
         log.info("feed server listening on %s", self.address)
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import websockets
 
+from engine.errors import ConfigError
 from tests.sinks.feed.support import FeedEnv, Publisher, add_user, issue_token, signal
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -35,6 +36,16 @@ def test_http_routes(feed_env: FeedEnv) -> None:
             assert (await asyncio.to_thread(_get, base + "secrets"))[0] == 404
             with pytest.raises(websockets.InvalidStatus):
                 await websockets.connect(server.address + "elsewhere")
+
+    asyncio.run(scenario())
+
+
+def test_a_port_in_use_is_a_clear_config_error(feed_env: FeedEnv) -> None:
+    async def scenario() -> None:
+        async with feed_env.server() as server:
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+                async with feed_env.server(port=server.port):
+                    pass
 
     asyncio.run(scenario())
 

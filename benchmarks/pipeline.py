@@ -58,24 +58,22 @@ def deployments(user_id: str) -> list[Deployment]:
             Deployment(create("rsi_reversion", {}), "rsi_reversion", tf, user_id=user_id)]
 
 
-def tick_lines(registry, n: int, speed_ticks_per_market_s: float) -> tuple[list[bytes], list[str], np.ndarray]:
+def tick_rows(registry, n: int, speed_ticks_per_market_s: float) -> list[tuple[str, int, float, float]]:
     prices = np.array([i.typical_price for i in registry.instruments])
     feed = SyntheticFeed(prices, seed=5, start_day=DAY, ticks_per_market_second=speed_ticks_per_market_s)
-    lines, symbols, ts = [], [], []
-    while len(lines) < n:
+    rows: list[tuple[str, int, float, float]] = []
+    while len(rows) < n:
         b = feed.advance(60.0)
-        for k, t, p, q in zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(), b.price.tolist(), b.qty.tolist()):
-            sym = registry.symbols[k]
-            lines.append(orjson.dumps({"symbol": sym, "time": t, "price": p, "qty": q}))
-            symbols.append(sym)
-        ts.append(b.ts_ns)
-    return lines[:n], symbols[:n], np.concatenate(ts)[:n]
+        rows += [(registry.symbols[k], t, p, q) for k, t, p, q in
+                 zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(), b.price.tolist(), b.qty.tolist())]
+    return rows[:n]
 
 
-async def produce(bootstrap: str, lines: list[bytes], symbols: list[str], partitions: int) -> None:
+async def produce(bootstrap: str, rows: list[tuple[str, int, float, float]], partitions: int) -> None:
+    """Columnar packets of 100 ticks per partition, as the synthetic feed sends them."""
     async with PacketProducer(bootstrap, partitions) as producer:
-        for line, sym in zip(lines, symbols):
-            await producer.add(line, sym)
+        for sym, t, p, q in rows:
+            await producer.add_tick(sym, t, p, q)
 
 
 async def drained(worker: EngineWorker, bootstrap: str) -> None:
@@ -91,9 +89,9 @@ async def drained(worker: EngineWorker, bootstrap: str) -> None:
 
 async def throughput(settings: Settings, bootstrap: str, dsn: str, n: int, user_id: str) -> dict:
     registry = load_instruments(settings)
-    lines, symbols, _ = tick_lines(registry, n, 200.0)
+    rows = tick_rows(registry, n, 200.0)
     t0 = time.perf_counter()
-    await produce(bootstrap, lines, symbols, settings.partitions)
+    await produce(bootstrap, rows, settings.partitions)
     produced = time.perf_counter() - t0
     worker = EngineWorker(settings, bootstrap, dsn, registry,
                           lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=2.0),
@@ -114,13 +112,12 @@ async def plain_faust_peer(bootstrap: str, n: int) -> dict:
     src, dst = f"plain.in.{uuid.uuid4().hex[:6]}", f"plain.out.{uuid.uuid4().hex[:6]}"
     await ensure_topics(bootstrap, {src: 8, dst: 8})
     registry = load_instruments(Settings(home=Path("/nonexistent")))
-    lines, symbols, _ = tick_lines(registry, n, 200.0)
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
-    for line, sym in zip(lines, symbols):
-        await producer.send(src, line, key=sym.encode())
+    for sym, t, p, q in tick_rows(registry, n, 200.0):
+        await producer.send(src, orjson.dumps({"symbol": sym, "time": t, "price": p, "qty": q}), key=sym.encode())
     await producer.stop()
     app = faust.App(f"plain-{uuid.uuid4().hex[:6]}", broker=f"{SCHEME}://{bootstrap}", value_serializer="raw",
                     web_enabled=False, topic_disable_leader=True, broker_session_timeout=10.0,
@@ -169,8 +166,7 @@ async def latency(settings: Settings, bootstrap: str, dsn: str, rate: float, sec
             t = time.perf_counter()
             b = feed.advance(step * speed)
             for k, ts, p, q in zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(), b.price.tolist(), b.qty.tolist()):
-                await producer.add(orjson.dumps({"symbol": registry.symbols[k], "time": ts, "price": p, "qty": q}),
-                                   registry.symbols[k])
+                await producer.add_tick(registry.symbols[k], ts, p, q)
             await producer.flush()
             if len(b):
                 clock.append((int(b.ts_ns.max()), time.time()))

@@ -19,12 +19,18 @@ from aiokafka import AIOKafkaProducer
 
 from engine.errors import ConfigError
 from engine.partitioner import partition_for
+from engine.ticks import encode_columnar
 
 from streams.topics import MARKET_TICKS as TICKS
 
 
 class PacketProducer:
-    """Packs lines per partition into newline-delimited packets of up to ``max_ticks`` and sends them."""
+    """Packs ticks per partition into packets of up to ``max_ticks`` and sends them.
+
+    :meth:`add` takes a tick's JSON line (a newline-delimited packet, bytes kept as they are);
+    :meth:`add_tick` takes its fields (a columnar packet, cheaper to decode). A feed uses one
+    or the other: the two kinds are buffered apart, so mixing them could reorder a symbol's ticks.
+    """
 
     def __init__(self, bootstrap: str, partitions: int, *, max_ticks: int = 100) -> None:
         self.partitions = partitions
@@ -32,6 +38,7 @@ class PacketProducer:
         self.sent_lines = 0
         self.sent_packets = 0
         self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._columns: list[tuple[list, list, list, list]] = [([], [], [], []) for _ in range(partitions)]
         self._pending: list[asyncio.Future] = []
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144,
                                           acks=1, enable_idempotence=False)
@@ -53,14 +60,30 @@ class PacketProducer:
         if len(buf) >= self.max_ticks:
             await self._send(p)
 
+    async def add_tick(self, symbol: str, time_ms: int, price: float, qty: float) -> None:
+        p = partition_for(symbol, self.partitions)
+        cols = self._columns[p]
+        for col, value in zip(cols, (symbol, time_ms, price, qty)):
+            col.append(value)
+        if len(cols[0]) >= self.max_ticks:
+            await self._send_columns(p)
+
     async def _send(self, p: int) -> None:
         buf = self._buffers[p]
-        if not buf:
-            return
-        self._pending.append(await self._producer.send(TICKS, b"\n".join(buf), partition=p))
-        self.sent_lines += len(buf)
+        if buf:
+            self._buffers[p] = []
+            await self._send_packet(p, b"\n".join(buf), len(buf))
+
+    async def _send_columns(self, p: int) -> None:
+        cols = self._columns[p]
+        if cols[0]:
+            self._columns[p] = ([], [], [], [])
+            await self._send_packet(p, encode_columnar(*cols), len(cols[0]))
+
+    async def _send_packet(self, p: int, value: bytes, ticks: int) -> None:
+        self._pending.append(await self._producer.send(TICKS, value, partition=p))
+        self.sent_lines += ticks
         self.sent_packets += 1
-        self._buffers[p] = []
         if len(self._pending) > 1000:
             await self._settle()
 
@@ -72,6 +95,7 @@ class PacketProducer:
         """Send every buffered packet and wait until the broker has them all."""
         for p in range(self.partitions):
             await self._send(p)
+            await self._send_columns(p)
         await self._settle()
 
 

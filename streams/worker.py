@@ -156,7 +156,7 @@ class EngineWorker:
     # --- hot path ----------------------------------------------------------------------------
 
     async def _ticks_agent(self, stream: faust.Stream) -> None:
-        async for events in stream.noack_take(self.batch_max, within=0.05):
+        async for events in stream.noack_take(self.batch_max, within=0.01):
             async with self._lock:
                 await self._process(events)
                 if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
@@ -297,7 +297,7 @@ class EngineWorker:
         sink, to_rows = self.sinks[topic]
 
         async def agent(stream: faust.Stream) -> None:
-            async for events in stream.noack_take(2000, within=0.1):
+            async for events in stream.noack_take(2000, within=0.02):
                 rows = [row for ev in events for row in self._rows_of(topic, to_rows, ev.message)]
                 self.stats.sink_backlog += len(rows)
                 started = time.perf_counter()

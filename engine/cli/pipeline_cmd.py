@@ -80,7 +80,7 @@ async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: f
             batch = feed.advance(step * speed)
             for k, t, p, q in zip(batch.inst.tolist(), (batch.ts_ns // 1_000_000).tolist(), batch.price.tolist(),
                                   batch.qty.tolist()):
-                await producer.add(orjson.dumps({"symbol": names[k], "time": t, "price": p, "qty": q}), names[k])
+                await producer.add_tick(names[k], t, p, q)
             await producer.flush()
             if callable(on_progress):
                 on_progress(producer.sent_lines, feed.market_time)

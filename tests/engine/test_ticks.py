@@ -143,3 +143,52 @@ def test_encode_tick_uses_epoch_ms_when_whole() -> None:
 def test_iso_times_with_any_offset(text: str) -> None:
     decoded = decode_packet(line(time=text), REGISTRY)
     assert decoded.ts_ns.tolist() == [OPEN_MS * 10**6]
+
+
+# --- columnar packets ----------------------------------------------------------------------------
+
+from engine.ticks import COLUMNAR_PREFIX, encode_columnar  # noqa: E402
+
+GOOD = [("TCS", OPEN_MS + k, 3100.5 + k, k) for k in range(7)] + [("INFY", OPEN_MS + 9, 1500.25, 0.5)]
+
+
+def test_a_columnar_packet_decodes_to_the_same_columns_as_its_ndjson_packet():
+    columnar = encode_columnar(*zip(*GOOD))
+    ndjson = b"\n".join(line(symbol=s, time=t, price=p, qty=q) for s, t, p, q in GOOD)
+    assert columnar.startswith(COLUMNAR_PREFIX)
+    a, b = decode_packets([columnar, columnar], REGISTRY), decode_packets([ndjson, ndjson], REGISTRY)
+    for name in ("inst", "ts_ns", "price", "qty", "message", "line"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.rejects == [] and len(a) == 2 * len(GOOD)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (("NOPE", OPEN_MS, 10.0, 1), Reason.UNKNOWN_SYMBOL),
+    (("TCS", OPEN_MS, -1.0, 1), Reason.BAD_PRICE),
+    (("TCS", OPEN_MS, 10.0, -1), Reason.BAD_QTY),
+    (("TCS", "yesterday", 10.0, 1), Reason.BAD_TIME),
+    (("TCS", OPEN_MS, True, 1), Reason.BAD_PRICE),
+])
+def test_a_bad_tick_in_a_columnar_packet_is_judged_alone_with_its_own_json(bad, reason):
+    rows = GOOD[:3] + [bad] + GOOD[3:]
+    decoded = decode_packet(encode_columnar(*zip(*rows)), REGISTRY)
+    assert len(decoded) == len(GOOD)
+    [reject] = decoded.rejects
+    assert (reject.line, reject.reason) == (3, reason)
+    assert orjson.loads(reject.raw) == dict(zip(("symbol", "time", "price", "qty"), bad))
+
+
+def test_a_malformed_columnar_packet_is_one_reject():
+    for raw in (COLUMNAR_PREFIX + b'"symbol": ["TCS"]', COLUMNAR_PREFIX + b'"symbol":["TCS"],"time":[1],"price":[1],"qty":[]}'):
+        decoded = decode_packet(raw, REGISTRY)
+        assert len(decoded) == 0 and len(decoded.rejects) == 1
+        assert decoded.rejects[0].raw == raw
+
+
+def test_a_late_tick_of_a_columnar_packet_keeps_its_rendered_line():
+    agg = BarAggregator(len(REGISTRY), lateness_s=1.0)
+    rows = [("TCS", OPEN_MS + 60_000, 10.0, 1), ("TCS", OPEN_MS, 11.0, 1)]
+    decoded = decode_packet(encode_columnar(*zip(*rows)), REGISTRY)
+    status = agg.update(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
+    [late] = decoded.rejected_by(status)
+    assert late.reason == Reason.LATE and orjson.loads(late.raw)["price"] == 11.0

@@ -144,7 +144,8 @@ def talipp_ns(market: Market, instruments: int) -> float:
     bars = market.close.shape[0]
     feeds = []
     for i in range(instruments):
-        o, h, l, c, v = (a[:, i].tolist() for a in (market.open, market.high, market.low, market.close, market.volume))  # noqa: E741
+        columns = (market.open, market.high, market.low, market.close, market.volume)
+        o, h, l, c, v = (a[:, i].tolist() for a in columns)  # noqa: E741
         feeds.append((c, [OHLCV(*row) for row in zip(o, h, l, c, v)], *_talipp_set()))
     started = time.process_time()
     for bar in range(bars):

@@ -95,7 +95,8 @@ def talib_reference(spec: IndicatorSpec, bars: Bars) -> np.ndarray:
     return _other(spec.family, p, h, l, c, v)
 
 
-def _other(family: str, p: tuple, h: np.ndarray, l: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:  # noqa: E741
+def _other(family: str, p: tuple, h: np.ndarray, l: np.ndarray, c: np.ndarray,  # noqa: E741
+           v: np.ndarray) -> np.ndarray:
     if family == "mfi":
         return talib.MFI(h, l, c, v, *p)
     if family == "obv":

@@ -40,7 +40,8 @@ def bars_csv(tmp_path: Path, series) -> Path:  # noqa: ANN001
     return path
 
 
-def test_output_is_time_then_the_25_columns_equal_to_talib(bars_csv: Path, tmp_path: Path, series) -> None:  # noqa: ANN001
+def test_output_is_time_then_the_25_columns_equal_to_talib(bars_csv: Path, tmp_path: Path,
+                                                           series) -> None:  # noqa: ANN001
     out = tmp_path / "out.csv"
     done = sharewise("indicators", bars_csv, "--out", out)
     assert done.returncode == 0, done.stderr

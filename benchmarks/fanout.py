@@ -1,6 +1,6 @@
 """Fanout benchmark: the websocket feed server against a plain ``websockets.broadcast`` loop, same run, same load.
 
-Run: ``python benchmarks/fanout.py [--clients 1000] [--users 10] [--seconds 10]``.
+Run: ``python benchmarks/fanout.py [--clients 1000] [--users 10] [--seconds 10] [--loads 10000,100000,150000]``.
 
 Both servers read the same kind of Kafka topic (signals keyed by user_id, on the embedded
 Tansu broker) and push each signal to the connected clients of its user; ``--clients``
@@ -363,7 +363,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await migrate(dsn)
         users, hellos = await prepare_tenants(dsn, home, args.users, args.clients)
         per_user = args.clients // args.users
-        rates = [args.latency_load / per_user, args.throughput_load / per_user]
+        rates = [float(load) / per_user for load in args.loads.split(",")]
         results = []
         for system in args.systems.split(","):
             topic = f"bench.signals.{system}.{uuid.uuid4().hex[:8]}"
@@ -394,9 +394,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per load")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--systems", default="feed,broadcast", help="which servers to run, in order")
-    parser.add_argument("--latency-load", type=float, default=10_000, help="offered deliveries/s for the latency run")
-    parser.add_argument("--throughput-load", type=float, default=150_000,
-                        help="offered deliveries/s for the throughput run")
+    parser.add_argument("--loads", default="10000,100000,150000",
+                        help="offered deliveries/s to measure, comma-separated (signals/s = load / clients per user)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -98,36 +98,26 @@ def wma(s, o, n, x, t):
     return total / ((n * (n + 1.0)) / 2.0)
 
 
-def dema_size(n: int) -> int:
-    return 2 * ema_size(n)
-
-
-def tema_size(n: int) -> int:
+def cascade_size(n: int) -> int:
+    """Three chained EMAs."""
     return 3 * ema_size(n)
 
 
 @jit
-def _cascade(s, o, n, x, t, depth):
-    """EMA, EMA of that, EMA of that (``depth`` levels): level ``d`` seeds after ``d·(n − 1)``
-    bars; levels not seeded yet are NaN."""
+def cascade(s, o, n, x, t, depth):
+    """TA-Lib EMA, DEMA and TEMA of one period from one chain of ``depth`` EMAs: returns
+    (EMA, DEMA = 2·EMA − EMA², TEMA = EMA³ + (3·EMA − 3·EMA²)). Level ``d`` seeds after
+    ``d·(n − 1)`` bars; outputs not computed (deeper than ``depth``, or in warm-up) are NaN.
+    """
     e1 = ema(s, o, n, x, t)
-    e2 = e3 = NAN
-    if depth > 1 and t >= n - 1:
-        e2 = ema(s, o + 2, n, e1, t - (n - 1))
-        if depth > 2 and t >= 2 * (n - 1):
-            e3 = ema(s, o + 4, n, e2, t - 2 * (n - 1))
-    return e1, e2, e3
-
-
-@jit
-def dema(s, o, n, x, t):
-    """TA-Lib DEMA = 2·EMA − EMA(EMA); first value after 2·(n − 1) bars."""
-    e1, e2, _ = _cascade(s, o, n, x, t, 2)
-    return (2.0 * e1) - e2 if t >= 2 * (n - 1) else NAN
-
-
-@jit
-def tema(s, o, n, x, t):
-    """TA-Lib TEMA = EMA³ + (3·EMA − 3·EMA²); first value after 3·(n − 1) bars."""
-    e1, e2, e3 = _cascade(s, o, n, x, t, 3)
-    return e3 + ((3.0 * e1) - (3.0 * e2)) if t >= 3 * (n - 1) else NAN
+    if depth < 2 or t < 2 * (n - 1):
+        if depth > 1 and t >= n - 1:
+            ema(s, o + 2, n, e1, t - (n - 1))
+        return e1, NAN, NAN
+    e2 = ema(s, o + 2, n, e1, t - (n - 1))
+    double = (2.0 * e1) - e2
+    if depth < 3:
+        return e1, double, NAN
+    e3 = ema(s, o + 4, n, e2, t - 2 * (n - 1))
+    triple = e3 + ((3.0 * e1) - (3.0 * e2)) if t >= 3 * (n - 1) else NAN
+    return e1, double, triple

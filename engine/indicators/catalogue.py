@@ -33,8 +33,10 @@ class Family:
     """One kernel instance type.
 
     ``outputs`` are (output name, column prefix) in kernel order. ``fixed`` are extra integer
-    kernel parameters after the user's. ``shown`` picks the parameters that appear in column
-    names (default: all). ``state_size`` takes the integer parameters.
+    kernel parameters after the user's; ``derived`` computes more of them from the outputs an
+    instance has to produce (an EMA cascade runs only as deep as asked). ``shown`` picks the
+    parameters that appear in column names (default: all). ``state_size`` takes the integer
+    parameters.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Family:
     outputs: tuple[tuple[str, str], ...]
     state_size: Callable[..., int]
     fixed: tuple[int, ...] = ()
+    derived: Callable[[set[str]], tuple[int, ...]] | None = None
     shown: Callable[[tuple[float, ...]], tuple[float, ...]] | None = None
 
 
@@ -62,13 +65,11 @@ def _channel(name: str, is_max: bool, previous: bool) -> Family:
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     _single("sma", kernel.SMA, 30, averages.sma_size),
-    _single("ema", kernel.EMA, 30, averages.ema_size),
+    Family("ema_cascade", kernel.EMA_CASCADE, _period(30), (("ema", "ema"), ("dema", "dema"), ("tema", "tema")),
+           averages.cascade_size, derived=lambda outs: (1 + max(("ema", "dema", "tema").index(o) for o in outs),)),
     _single("wma", kernel.WMA, 30, averages.wma_size),
-    _single("dema", kernel.DEMA, 30, averages.dema_size),
-    _single("tema", kernel.TEMA, 30, averages.tema_size),
     _single("rsi", kernel.RSI, 14, momentum.rsi_size),
-    _single("roc", kernel.ROC, 10, momentum.lag_size, minimum=1),
-    _single("mom", kernel.MOM, 10, momentum.lag_size, minimum=1),
+    Family("change", kernel.CHANGE, _period(10, 1), (("roc", "roc"), ("mom", "mom")), momentum.change_size),
     _single("atr", kernel.ATR, 14, volatility.atr_size, minimum=1),
     _single("willr", kernel.WILLR, 14, oscillators.willr_size),
     _single("cci", kernel.CCI, 14, oscillators.cci_size),
@@ -95,8 +96,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     _channel("lowest_low", False, True),
 )}
 
-#: public name -> (family, output): one output of a family under its own name
+#: public name -> (family, output): one output of a family under its own name. Indicators that
+#: share their state are outputs of one family, so a set asking for several runs it once.
 ALIASES: dict[str, tuple[str, str]] = {
+    "ema": ("ema_cascade", "ema"),
+    "dema": ("ema_cascade", "dema"),
+    "tema": ("ema_cascade", "tema"),
+    "roc": ("change", "roc"),
+    "mom": ("change", "mom"),
     "adx": ("dmi", "adx"),
     "plus_di": ("dmi", "plus_di"),
     "minus_di": ("dmi", "minus_di"),

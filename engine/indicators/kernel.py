@@ -18,8 +18,8 @@ from engine.indicators.jit import entry, jit, jit_inline
 from engine.indicators.window import NAN
 
 # opcodes
-SMA, EMA, WMA, DEMA, TEMA, RSI, ROC, MOM = range(8)
-MACD, STOCH, WILLR, CCI, STDDEV, BBANDS, ATR, DMI, OBV, MFI, CHANNEL = range(8, 19)
+SMA, EMA_CASCADE, WMA, RSI, CHANGE, MACD, STOCH, WILLR, CCI = range(9)
+STDDEV, BBANDS, ATR, DMI, OBV, MFI, CHANNEL = range(9, 16)
 
 # program columns
 OP, OFFSET, COL0, COL1, COL2, P0, P1, P2 = range(8)
@@ -43,20 +43,15 @@ def _step(s, o, program, floats, k, high, low, close, vol, t):
     op, n = program[k, OP], program[k, P0]
     if op == SMA:
         return averages.sma(s, o, n, close, t), NAN, NAN
-    if op == EMA:
-        return averages.ema(s, o, n, close, t), NAN, NAN
+    if op == EMA_CASCADE:
+        return averages.cascade(s, o, n, close, t, program[k, P1])
     if op == WMA:
         return averages.wma(s, o, n, close, t), NAN, NAN
-    if op == DEMA:
-        return averages.dema(s, o, n, close, t), NAN, NAN
-    if op == TEMA:
-        return averages.tema(s, o, n, close, t), NAN, NAN
     if op == RSI:
         return momentum.rsi(s, o, n, close, t), NAN, NAN
-    if op == ROC:
-        return momentum.roc(s, o, n, close, t), NAN, NAN
-    if op == MOM:
-        return momentum.mom(s, o, n, close, t), NAN, NAN
+    if op == CHANGE:
+        rate, difference = momentum.change(s, o, n, close, t)
+        return rate, difference, NAN
     if op == MACD:
         return momentum.macd(s, o, n, program[k, P1], program[k, P2], close, t)
     if op == STOCH:

@@ -88,28 +88,16 @@ def macd(s, o, fast, slow, signal, x, t):
     return line, sig, line - sig
 
 
-def lag_size(n: int) -> int:
+def change_size(n: int) -> int:
     """A ring of the last ``n`` values."""
     return ring_size(n)
 
 
 @jit
-def lagged(s, o, n, x, t):
-    """The value ``n`` bars ago (NaN before), and remember ``x``."""
+def change(s, o, n, x, t):
+    """TA-Lib ROC and MOM of one period: ``((x / x[-n]) - 1) · 100`` (0 when ``x[-n]`` is 0) and
+    ``x − x[-n]``; NaN for the first ``n`` bars."""
     _, old = ring_replace(s, o, n, x)
-    return old if t >= n else NAN
-
-
-@jit
-def roc(s, o, n, x, t):
-    """TA-Lib ROC: ``((x / x[-n]) - 1) * 100``, 0 when ``x[-n]`` is 0."""
-    old = lagged(s, o, n, x, t)
     if t < n:
-        return NAN
-    return ((x / old) - 1.0) * 100.0 if old != 0.0 else 0.0
-
-
-@jit
-def mom(s, o, n, x, t):
-    """TA-Lib MOM: ``x − x[-n]``."""
-    return x - lagged(s, o, n, x, t)
+        return NAN, NAN
+    return (((x / old) - 1.0) * 100.0 if old != 0.0 else 0.0), x - old

@@ -25,6 +25,7 @@ from engine.errors import ConfigError
 from engine.indicators import checkpoint, kernel
 from engine.indicators.catalogue import ALIASES, COLUMN_PREFIXES, FAMILIES, Family
 
+_ALIAS_OF = {target: alias for alias, target in ALIASES.items()}
 _CALL = re.compile(r"^(?P<name>[a-z_]+)(?:\((?P<args>[^()]*)\))?(?:\.(?P<output>[a-z_]+))?$")
 _COLUMN = re.compile(r"^(?P<prefix>[a-z_]+?)(?P<args>(?:_-?[0-9.]+)*)$")
 
@@ -56,9 +57,13 @@ class IndicatorSpec:
         return tuple(prefixes[name] + suffix for name in self.outputs)
 
     def __str__(self) -> str:
+        """Canonical text: ``ema(20)``, ``macd(12,26,9).signal``; parses back to this spec."""
         args = ",".join(_format(v) for v in self.params)
-        text = f"{self.family}({args})" if args else self.family
-        return f"{text}.{self.output}" if self.output else text
+        name, output = _ALIAS_OF.get((self.family, self.output), self.family), self.output
+        if name != self.family:
+            output = None
+        text = f"{name}({args})" if args else name
+        return f"{text}.{output}" if output else text
 
 
 def parse(text: str) -> IndicatorSpec:
@@ -252,15 +257,7 @@ def _compile(specs: tuple[IndicatorSpec, ...]) -> tuple[np.ndarray, np.ndarray, 
     instances = _instances(specs)
     program = np.full((len(instances), kernel.PROGRAM_WIDTH), -1, dtype=np.int64)
     floats = np.zeros((len(instances), kernel.FLOAT_WIDTH), dtype=np.float64)
-    offset = kernel.COUNTER_SLOTS
-    for k, inst in enumerate(instances):
-        family = FAMILIES[inst.family]
-        ints = [int(v) for v, p in zip(inst.params, family.params) if not p.real] + list(family.fixed)
-        reals = [float(v) for v, p in zip(inst.params, family.params) if p.real]
-        program[k, [kernel.OP, kernel.OFFSET]] = family.opcode, offset
-        program[k, kernel.P0:kernel.P0 + len(ints)] = ints
-        floats[k, :len(reals)] = reals
-        offset += _state_size(inst)
+    wanted: list[set[str]] = [set() for _ in instances]
     columns: list[str] = []
     for s in specs:
         k = instances.index(IndicatorSpec(s.family, s.params))
@@ -269,6 +266,18 @@ def _compile(specs: tuple[IndicatorSpec, ...]) -> tuple[np.ndarray, np.ndarray, 
             if column not in columns:
                 columns.append(column)
             program[k, kernel.COL0 + outputs.index(output)] = columns.index(column)
+            wanted[k].add(output)
+    offset = kernel.COUNTER_SLOTS
+    for k, inst in enumerate(instances):
+        family = FAMILIES[inst.family]
+        ints = [int(v) for v, p in zip(inst.params, family.params) if not p.real] + list(family.fixed)
+        if family.derived is not None:
+            ints += family.derived(wanted[k])
+        reals = [float(v) for v, p in zip(inst.params, family.params) if p.real]
+        program[k, [kernel.OP, kernel.OFFSET]] = family.opcode, offset
+        program[k, kernel.P0:kernel.P0 + len(ints)] = ints
+        floats[k, :len(reals)] = reals
+        offset += _state_size(inst)
     return program, floats, tuple(columns), offset
 
 

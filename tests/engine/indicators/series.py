@@ -76,8 +76,7 @@ def single_outputs(specs: list[IndicatorSpec]) -> list[IndicatorSpec]:
 def talib_reference(spec: IndicatorSpec, bars: Bars) -> np.ndarray:
     """TA-Lib's batch function on ``bars`` for a single-output spec (NaN during warm-up)."""
     h, l, c, v, p = bars.high, bars.low, bars.close, bars.volume, spec.params  # noqa: E741
-    by_close = {"sma": talib.SMA, "ema": talib.EMA, "wma": talib.WMA, "dema": talib.DEMA, "tema": talib.TEMA,
-                "rsi": talib.RSI, "roc": talib.ROC, "mom": talib.MOM}
+    by_close = {"sma": talib.SMA, "wma": talib.WMA, "rsi": talib.RSI}
     by_bar = {"atr": talib.ATR, "willr": talib.WILLR, "cci": talib.CCI}
     outputs = {
         "macd": lambda: dict(zip(("macd", "signal", "hist"), talib.MACD(c, *p))),
@@ -85,6 +84,8 @@ def talib_reference(spec: IndicatorSpec, bars: Bars) -> np.ndarray:
         "stoch": lambda: dict(zip(("k", "d"), talib.STOCH(h, l, c, p[0], p[1], 0, p[2], 0))),
         "dmi": lambda: {"adx": talib.ADX(h, l, c, *p), "plus_di": talib.PLUS_DI(h, l, c, *p),
                         "minus_di": talib.MINUS_DI(h, l, c, *p)},
+        "ema_cascade": lambda: {"ema": talib.EMA(c, *p), "dema": talib.DEMA(c, *p), "tema": talib.TEMA(c, *p)},
+        "change": lambda: {"roc": talib.ROC(c, *p), "mom": talib.MOM(c, *p)},
     }
     if spec.family in by_close:
         return by_close[spec.family](c, *p)

@@ -35,6 +35,8 @@ def test_default_columns_are_the_25_of_the_contract() -> None:
     ("stoch(14,3,3).k", ("stoch_k_14_3_3",)),
     ("adx(14)", ("adx_14",)),
     ("dmi(14)", ("plus_di_14", "minus_di_14", "adx_14")),
+    ("ema_cascade(9)", ("ema_9", "dema_9", "tema_9")),
+    ("change(5)", ("roc_5", "mom_5")),
     ("obv", ("obv",)),
     ("highest_high(20)", ("highest_high_20",)),
 ])
@@ -51,6 +53,7 @@ def test_aliases_and_structured_specs_are_the_same_spec() -> None:
     assert parse("adx(14)") == IndicatorSpec("dmi", (14,), "adx") == spec("adx", 14)
     assert parse("macd(12,26,9).hist") == spec("macd", 12, 26, 9, output="hist")
     assert str(parse("bbands(20,2).upper")) == "bbands(20,2,2).upper"
+    assert str(parse("tema_20")) == "tema(20)" and str(parse("mom")) == "mom(10)"
     assert parse(str(parse("macd(5, 35, 1).signal"))) == parse("macd(5,35,1).signal")
 
 
@@ -94,6 +97,14 @@ def test_shared_state_and_duplicate_columns() -> None:
         bar = (100.0 + k % 7, 101.0 + k % 5, 99.0 - k % 3, 100.0 + k % 4, 10.0)
         got, want = parts.update(one, *bar), dmi.update(one, *bar)
     assert np.array_equal(got[0], want[0][[2, 0, 1]], equal_nan=True)
+
+
+def test_indicators_sharing_state_run_once() -> None:
+    trio = IndicatorSet(["tema(20)", "dema(20)", "ema(20)", "roc(10)", "mom(10)"], 1)
+    assert trio.columns == ("tema_20", "dema_20", "ema_20", "roc_10", "mom_10")
+    alone = IndicatorSet(["ema_cascade(20)", "change(10)"], 1)
+    assert trio.state_bytes_per_instrument == alone.state_bytes_per_instrument
+    assert len(trio.snapshot(0)) == len(alone.snapshot(0))
 
 
 def test_state_is_bounded_by_the_longest_window() -> None:

@@ -57,10 +57,12 @@ class Tally:
     end: float = float("inf")
     latencies: list[float] = dataclasses.field(default_factory=list)
     ready: int = 0
+    last_frame: float = 0.0
     closed: dict[int, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
 
     def frame(self, buf: bytearray, start: int, end: int, now: float) -> None:
         """One text frame, ``buf[start:end]``: count it if it is a signal published inside the window."""
+        self.last_frame = now
         at = buf.find(T_PUB, start, end)
         if at < 0:
             if buf.startswith(b'{"op":"subscribed"', start):
@@ -136,7 +138,7 @@ class RawClient(asyncio.Protocol):
 
 
 def client_process(host: str, port: int, hellos: list[list[bytes]], conn: Connection) -> None:
-    """Open one connection per hello list, then obey ("start", t0, t1) / ("report",) / ("quit",)."""
+    """Open one connection per hello list, then obey ("start", t0, t1) / ("report",) / ("quiet", s, cap) / ("quit",)."""
     asyncio.run(_client_loop(host, port, hellos, conn))
 
 
@@ -157,6 +159,11 @@ async def _client_loop(host: str, port: int, hellos: list[list[bytes]], conn: Co
             tally.start, tally.end, tally.latencies = command[1], command[2], []
         elif command[0] == "report":
             conn.send((len(tally.latencies), tally.latencies, dict(tally.closed)))
+        elif command[0] == "quiet":  # wait until nothing arrived for a while: the backlog is gone
+            deadline = time.time() + command[2]
+            while time.time() - tally.last_frame < command[1] and time.time() < deadline:
+                await asyncio.sleep(0.1)
+            conn.send(("quiet", time.time() - tally.last_frame >= command[1]))
         else:
             return
 
@@ -284,6 +291,8 @@ async def measure(system: str, conn: Connection, bootstrap: str, topic: str, use
     await asyncio.sleep(1.0)  # drain: what has not arrived by now counts as not delivered
     conn.send(("report",))
     count, latencies, closed = conn.recv()
+    conn.send(("quiet", 1.0, 60.0))  # let any backlog drain so the next load starts clean
+    conn.recv()
     lat = np.array(latencies or [float("nan")]) * 1000
     cpu = {name: round(100 * (after[name] - before[name]) / (end - start)) for name in after if name in before}
     return Result(system, rate, rate * per_user, count / (end - start), float(np.percentile(lat, 50)),

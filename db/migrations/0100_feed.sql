@@ -78,9 +78,10 @@ BEGIN
     WITH input AS (
         SELECT i.ord::INTEGER AS ord, i.u, i.c, i.m, i.s, i.p
         FROM unnest(p_user, p_channel, p_message, p_symbol, p_payload) WITH ORDINALITY AS i(u, c, m, s, p, ord)
-    ), known AS (
+    ), known AS (  -- one index probe per message (LIMIT 1 keeps it from becoming a scan of the history)
         SELECT i.ord, f.seq FROM input i
-        JOIN engine.feed_message f ON f.user_id = i.u AND f.channel = i.c AND f.message_id = i.m
+        CROSS JOIN LATERAL (SELECT f.seq FROM engine.feed_message f
+                            WHERE f.user_id = i.u AND f.channel = i.c AND f.message_id = i.m LIMIT 1) f
     ), first_seen AS (
         SELECT DISTINCT ON (i.u, i.c, i.m) i.* FROM input i
         WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = i.ord)

@@ -13,6 +13,7 @@ topic and never joins a group. Broker quirks handled here (DESIGN.md, measured o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from streams.admin import REQUEST_TIMEOUT_MS, _fetch_watermarks, list_topics
 _DEFAULT_CONFIG = 5
 #: a short long-poll: the probe re-assigns its consumer often and waits for the fetch in flight each time
 FETCH_MAX_WAIT_MS = 50
+_SETTLE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,10 @@ class ClusterProbe:
         await self.close()
 
     async def close(self) -> None:
+        # aiokafka 0.14's fetcher swallows a cancel that lands while it settles a reassignment (it awaits
+        # its cancelled fetches under suppress(CancelledError); aio-libs/aiokafka#983), and stop() then
+        # hangs: let it settle first
+        await asyncio.sleep(_SETTLE_S)
         await self._consumer.stop()
         await self._admin.close()
 
@@ -140,6 +146,8 @@ class ClusterProbe:
         :class:`ServiceUnavailable` when no record arrives for ``timeout`` seconds.
         """
         remaining = {TopicPartition(topic, p): end[p] for p, s in start.items() if s < end.get(p, 0)}
+        if not remaining:
+            return
         self._consumer.assign(list(remaining))
         for tp in remaining:
             self._consumer.seek(tp, start[tp.partition])

@@ -30,7 +30,7 @@ metric                                     type     labels
 ``kafka_consumergroup_group_sum_lag``      gauge    ``group``
 ``kafka_partition_latest_offset``          gauge    ``topic``, ``partition``
 ``sharewise_ws_clients``                   gauge    connected websocket clients
-``sharewise_ws_dropped_clients_total``     counter  ``reason`` (clients the server closed)
+``sharewise_ws_dropped_clients_total``     counter  ``code``: close code (4401, 4403, 4408)
 ``process_*``                              various  CPU, memory, open files of the process
 =========================================  =======  ==========================================
 """
@@ -60,7 +60,7 @@ SINK_WRITE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=REGISTRY,
 )
 WS_CLIENTS = Gauge("sharewise_ws_clients", "Websocket feed clients connected.", registry=REGISTRY)
-WS_DROPPED = Counter("sharewise_ws_dropped_clients", "Websocket clients the server closed, by reason.", ["reason"],
+WS_DROPPED = Counter("sharewise_ws_dropped_clients", "Websocket clients the server closed, by close code.", ["code"],
                      registry=REGISTRY)
 
 

@@ -30,6 +30,7 @@ from sinks.feed.fanout import Phase, Router, Subscription
 from sinks.feed.history import HistoryGone
 from sinks.feed.protocol import Authenticate, FeedSession, SessionState, Subscribe, Unsubscribe
 from sinks.feed.records import MARKET_USER, message_frame
+from streams import metrics
 
 log = logging.getLogger("sharewise.feed")
 
@@ -170,6 +171,7 @@ class FeedConnection:
         writer = asyncio.create_task(self.outbox.run())
         timer = loop.call_later(self.hub.config.auth_timeout_s, self._auth_timeout)
         self.hub.connections.add(self)
+        metrics.WS_CLIENTS.inc()
         try:
             async for message in self.ws:
                 if isinstance(message, str):
@@ -185,6 +187,7 @@ class FeedConnection:
             timer.cancel()
             self._end_subscriptions()
             self.hub.connections.discard(self)
+            metrics.WS_CLIENTS.dec()
             self._close_if_asked()
             writer.cancel()
             if self._closing is not None:
@@ -289,4 +292,5 @@ class FeedConnection:
             return
         self._end_subscriptions()
         self.outbox.close()
+        metrics.WS_DROPPED.labels(str(close.code)).inc()
         self._closing = asyncio.create_task(self.ws.close(close.code, close.reason))

@@ -24,6 +24,8 @@ from streams import metrics
 from streams.admin import ensure_topics, high_watermarks
 from streams.broker import free_port
 from streams.topics import engine_topics
+from tests.fixtures.kafka import unique_topic
+from tests.sinks.feed.support import SECRET, FeedClient, FeedEnv
 from tests.streams.test_pipeline_e2e import _feed, _stop, _worker, world  # noqa: F401  (world is a fixture)
 
 Samples = dict[tuple[str, frozenset], float]
@@ -59,10 +61,10 @@ def test_one_endpoint_per_process_shared_until_its_last_user_releases_it(tmp_pat
     assert port and metrics.serve(settings) == port
     try:
         metrics.WS_CLIENTS.set(3)
-        metrics.WS_DROPPED.labels("slow").inc()
+        metrics.WS_DROPPED.labels("4408").inc()
         samples = scrape(port)
         assert samples[("sharewise_ws_clients", frozenset())] == 3
-        assert samples[("sharewise_ws_dropped_clients_total", frozenset({("reason", "slow")}))] >= 1
+        assert samples[("sharewise_ws_dropped_clients_total", frozenset({("code", "4408")}))] >= 1
         assert ("sharewise_ticks_total", frozenset()) in samples  # worker families exist with no worker attached
         assert any(name.startswith("process_") for name, _ in samples)
         metrics.release(settings)
@@ -136,3 +138,31 @@ def test_worker_metrics_match_the_file_the_database_and_the_topic(world, tmp_pat
         _stop(worker)
     with pytest.raises(urllib.error.URLError):
         scrape(port)  # the endpoint goes with the worker
+
+
+def test_feed_server_counts_its_clients_and_the_ones_it_closes(pg_dsn, kafka_bootstrap, tmp_path):
+    settings = Settings.from_env({"SHAREWISE_HOME": str(tmp_path), "SHAREWISE_JWT_SECRET": SECRET,
+                                  "SHAREWISE_PARTITIONS": "1", "SHAREWISE_METRICS_PORT": "0"})
+    env = FeedEnv(settings, pg_dsn, kafka_bootstrap, {c: unique_topic(f"m-{c}") for c in
+                                                      ("signals", "orders", "notifications", "bars")})
+    port = metrics.serve(settings)
+    assert port is not None
+    clients = lambda: scrape(port)[("sharewise_ws_clients", frozenset())]  # noqa: E731
+    dropped = lambda: by_label(scrape(port), "sharewise_ws_dropped_clients_total", "code").get("4401", 0)  # noqa: E731
+
+    async def scenario() -> tuple[float, float, float]:
+        async with env.server() as server:
+            before = dropped()
+            first, second = await FeedClient.connect(server.address), await FeedClient.connect(server.address)
+            connected = await asyncio.to_thread(_wait, lambda: clients() == 2 and 2.0, 10)
+            await second.send({"op": "auth", "token": "not-a-token"})
+            assert (await second.close_code())[0] == 4401
+            left = await asyncio.to_thread(_wait, lambda: clients() == 1 and 1.0, 10)
+            await first.ws.close()
+            return connected, left, dropped() - before
+
+    try:
+        assert asyncio.run(scenario()) == (2.0, 1.0, 1.0)
+        assert _wait(lambda: clients() == 0 and 1, 10)
+    finally:
+        metrics.release(settings)

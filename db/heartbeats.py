@@ -29,28 +29,28 @@ class CheckpointAge:
 
 async def worker_beats(conn: asyncpg.Connection) -> list[WorkerBeat]:
     """Every worker's last heartbeat, freshest first, with the stats it reported."""
-    try:
-        rows = await conn.fetch(
-            "SELECT worker_id, group_id, partitions, stats::text AS stats,"
-            " EXTRACT(EPOCH FROM clock_timestamp() - last_seen)::float8 AS age"
-            " FROM engine.worker_heartbeat ORDER BY last_seen DESC, worker_id")
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-        return []
+    rows = await _rows(conn, "SELECT worker_id, group_id, partitions, stats::text AS stats,"
+                             " EXTRACT(EPOCH FROM clock_timestamp() - last_seen)::float8 AS age"
+                             " FROM engine.worker_heartbeat ORDER BY last_seen DESC, worker_id")
     return [WorkerBeat(r["worker_id"], r["group_id"], max(r["age"], 0.0), tuple(r["partitions"]), _stats(r["stats"]))
             for r in rows]
 
 
 async def checkpoint_ages(conn: asyncpg.Connection) -> list[CheckpointAge]:
     """Every checkpoint with its age in seconds, ordered by group, topic and partition."""
+    rows = await _rows(conn, "SELECT group_id, topic, partition, next_offset, worker_id,"
+                             " EXTRACT(EPOCH FROM clock_timestamp() - updated_at)::float8 AS age"
+                             " FROM engine.checkpoint ORDER BY group_id, topic, partition")
+    return [CheckpointAge(r["group_id"], r["topic"], r["partition"], r["next_offset"], r["worker_id"],
+                          max(r["age"], 0.0)) for r in rows]
+
+
+async def _rows(conn: asyncpg.Connection, sql: str) -> list[asyncpg.Record]:
+    """Rows of ``sql``; none while the engine schema does not exist yet."""
     try:
-        rows = await conn.fetch(
-            "SELECT group_id, topic, partition, next_offset, worker_id,"
-            " EXTRACT(EPOCH FROM clock_timestamp() - updated_at)::float8 AS age"
-            " FROM engine.checkpoint ORDER BY group_id, topic, partition")
+        return await conn.fetch(sql)
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         return []
-    return [CheckpointAge(r["group_id"], r["topic"], r["partition"], r["next_offset"], r["worker_id"], max(r["age"], 0.0))
-            for r in rows]
 
 
 def _stats(text: str | None) -> dict[str, Any]:

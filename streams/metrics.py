@@ -105,14 +105,17 @@ _STAT_COUNTERS = (
     ("sharewise_strategy_failures", "failures", "Strategy calls that raised."),
     ("sharewise_checkpoints", "checkpoints", "Checkpoints written."),
 )
+_STAT_TALLIES = (
+    ("sharewise_dlq_messages", "Ticks dead-lettered, by reason.", "reason", "dlq"),
+    ("sharewise_sink_rows", "Rows inserted by the sinks, by topic.", "topic", "sink_rows"),
+)
 
 
 def _stat_families(workers: list[Any]) -> Iterator[Metric]:
     """Counters kept by ``WorkerStats``, summed over ``workers``."""
     for name, attr, doc in _STAT_COUNTERS:
         yield CounterMetricFamily(name, doc, value=sum(getattr(w.stats, attr) for w in workers))
-    for name, doc, label, attr in (("sharewise_dlq_messages", "Ticks dead-lettered, by reason.", "reason", "dlq"),
-                                   ("sharewise_sink_rows", "Rows inserted by the sinks, by topic.", "topic", "sink_rows")):
+    for name, doc, label, attr in _STAT_TALLIES:
         family = CounterMetricFamily(name, doc, labels=[label])
         for key, value in sorted(sum((Tally(dict(getattr(w.stats, attr))) for w in workers), Tally()).items()):
             family.add_metric([key], value)

@@ -64,11 +64,12 @@ def monitor(
     window: float = typer.Option(10.0, "--window", min=0.0,
                                  help="Seconds of history the status rules judge (0: no trend rules)."),
     group: list[str] = typer.Option(None, "--group", "-g", help="Judge only this consumer group (repeatable)."),
-    no_ages: bool = typer.Option(False, "--no-ages", help="Skip lag in seconds (reads one record per lagging partition)."),
+    no_ages: bool = typer.Option(False, "--no-ages",
+                                 help="Skip lag in seconds (it reads one record per lagging partition)."),
 ) -> None:
     """Kafka topics, consumer groups, lag, rates, dead letters and workers, with one status word.
 
-    Status: OK; WARN when a group's lag grows over the window; STALL when a group has lag and commits nothing over the window; ERR when the broker is down or a group's workers stop reporting while it lags. Works for any consumer group on the cluster.
+    OK, WARN (lag grows), STALL (lag, no commits), ERR (broker down, silent workers): see docs/ops.md.
     """
     from streams.ops.monitor import Monitor
 
@@ -110,7 +111,8 @@ async def _live(monitor: Any, interval: float, bootstrap: str) -> None:
     with Live(console=out, refresh_per_second=4) as live:
         while not stop.is_set():
             obs = await monitor.observe()
-            live.update(monitor_panel(obs, f"sharewise monitor — {bootstrap} — every {interval:g}s — Ctrl-C to stop"))
+            title = f"sharewise monitor — {bootstrap} — every {interval:g}s — Ctrl-C to stop"
+            live.update(monitor_panel(obs, title))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
@@ -173,9 +175,9 @@ def dlq_show(
 
     found = asyncio.run(read())
     if json_out:
+        unreadable = lambda e: {"reason": e.reason, "raw": e.raw.decode(errors="replace")}  # noqa: E731
         _print_json([{"dlq_partition": e.partition, "dlq_offset": e.offset, "time": when(e.timestamp_ms),
-                      **(e.letter.as_dict() if e.letter else {"reason": e.reason, "raw": e.raw.decode(errors="replace")})}
-                     for e in found])
+                      **(e.letter.as_dict() if e.letter else unreadable(e))} for e in found])
     elif not found:
         out.print("no dead letters" + (f" with reason {reason}" if reason else ""))
     else:
@@ -207,7 +209,8 @@ def dlq_replay(
         _print_json(report.as_dict())
         return
     by_reason = ", ".join(f"{r} {n}" for r, n in sorted(report.sent.items()))
-    out.print(f"replayed {sum(report.sent.values())} dead letter(s) to market.ticks" + (f" ({by_reason})" if by_reason else ""))
+    out.print(f"replayed {sum(report.sent.values())} dead letter(s) to market.ticks"
+              + (f" ({by_reason})" if by_reason else ""))
     out.print(f"left alone: {report.already_replayed} already replayed, {report.other_reason} of other reasons, "
               f"{report.unreadable} unreadable")
 

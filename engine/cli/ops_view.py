@@ -15,7 +15,8 @@ from engine.ops.dlq import DlqEntry
 from engine.ops.snapshot import ClusterSnapshot
 from engine.ops.status import Status, Verdict
 
-STATUS_STYLE = {Status.OK: "bold green", Status.WARN: "bold yellow", Status.STALL: "bold magenta", Status.ERR: "bold red"}
+STATUS_STYLE = {Status.OK: "bold green", Status.WARN: "bold yellow", Status.STALL: "bold magenta",
+                Status.ERR: "bold red"}
 #: partitions listed under "lagging partitions", the worst first
 LAGGING_ROWS = 10
 _TABLE: dict[str, Any] = {"box": box.SIMPLE_HEAD, "title_justify": "left", "title_style": "bold"}
@@ -61,9 +62,9 @@ def groups_table(snap: ClusterSnapshot, rates: Mapping[tuple[str, str], float]) 
         for topic, parts in sorted(by_topic.items()):
             ages = [gp.lag_seconds for gp in parts.values() if gp.lag_seconds is not None]
             rate = rates.get((group, topic))
-            table.add_row(group, "n/a" if members is None else str(members), topic, str(len(parts)),
-                          f"{sum(gp.committed for gp in parts.values()):,}", f"{sum(gp.lag for gp in parts.values()):,}",
-                          f"{max(ages):.1f}" if ages else "-", "-" if rate is None else f"{rate:,.1f}")
+            committed, lag = sum(gp.committed for gp in parts.values()), sum(gp.lag for gp in parts.values())
+            table.add_row(group, "n/a" if members is None else str(members), topic, str(len(parts)), f"{committed:,}",
+                          f"{lag:,}", f"{max(ages):.1f}" if ages else "-", "-" if rate is None else f"{rate:,.1f}")
     if not snap.groups:
         table.add_row("(no consumer group has committed offsets)", "", "", "", "", "", "", "")
     return table

@@ -100,7 +100,8 @@ class ClusterProbe:
         if not topics:
             return {}
         try:
-            responses = await self._admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+            responses = await self._admin.describe_configs(resources)
         except KafkaError as exc:
             return dict.fromkeys(topics, TopicConfig(None, f"unsupported by broker ({type(exc).__name__})"))
         out = {}

@@ -18,7 +18,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.errors import ConfigError, ServiceUnavailable
-from engine.ops.dlq import DeadLetterTally, DlqEntry, is_replay_group, newest, replay_group, replay_start, replayed_before
+from engine.ops.dlq import (
+    DeadLetterTally, DlqEntry, is_replay_group, newest, replay_group, replay_start, replayed_before,
+)
 from engine.ops.snapshot import PartitionEnds
 from streams.feed import PacketProducer
 from streams.ops.cluster import ClusterProbe
@@ -27,7 +29,8 @@ from streams.topics import MARKET_TICKS, MARKET_TICKS_DLQ
 Ends = Mapping[int, PartitionEnds]
 
 
-async def entries(probe: ClusterProbe, start: Mapping[int, int], end: Mapping[int, int]) -> AsyncIterator[list[DlqEntry]]:
+async def entries(probe: ClusterProbe, start: Mapping[int, int],
+                  end: Mapping[int, int]) -> AsyncIterator[list[DlqEntry]]:
     """DLQ entries from ``start`` to ``end`` (exclusive) per partition, batch by batch."""
     async for batch in probe.read(MARKET_TICKS_DLQ, start, end):
         yield [DlqEntry.read(r.partition, r.offset, r.timestamp, r.value) for r in batch]

@@ -218,3 +218,13 @@ def test_status_says_what_is_up_and_exits_non_zero_naming_what_is_down(kafka_boo
     assert down.returncode == 1
     assert "down: broker, database" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_a_database_without_the_engine_schema_has_no_workers_yet(kafka_bootstrap, pg_empty_dsn):
+    async def run():
+        async with Monitor(kafka_bootstrap, pg_empty_dsn, groups=[], window=0, ages=False) as m:
+            return await m.observe()
+
+    obs = asyncio.run(run())
+    assert (obs.database, obs.beats, obs.checkpoints) == ("", [], [])
+    assert obs.verdict.status is Status.OK

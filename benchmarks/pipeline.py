@@ -33,6 +33,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.embedded import start_postgres, stop_postgres  # noqa: E402
+from engine.cli import aio  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from db.seed_demo import seed_demo  # noqa: E402
 from engine.domain import NS_PER_S, Timeframe  # noqa: E402
@@ -219,4 +220,4 @@ if __name__ == "__main__":
     parser.add_argument("--peer-ticks", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    asyncio.run(main(parser.parse_args()))
+    aio.run(main(parser.parse_args()))

@@ -12,6 +12,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
 from engine.cli.logs import setup_logging
@@ -58,7 +59,7 @@ def worker(
                 await w.stop()
                 err.print(f"worker stopped: {orjson.dumps(w.stats.as_dict()).decode()}")
 
-    asyncio.run(run())
+    aio.run(run())
 
 
 async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: float, speed: float,
@@ -127,7 +128,7 @@ def feed_synth(
                                    duration=duration, seed=seed, on_progress=report)
             err.print(f"\nsynthetic feed stopped: {sent} ticks sent")
 
-    asyncio.run(run())
+    aio.run(run())
 
 
 @feed_app.command("replay")
@@ -144,7 +145,7 @@ def feed_replay(file: Path = typer.Argument(..., help="CSV time,symbol,price,qty
             sent = await run_replay(rt.bootstrap, settings, file)
             out.print(f"replayed {sent} ticks from {file} to market.ticks")
 
-    asyncio.run(run())
+    aio.run(run())
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
 from engine.cli.logs import setup_logging
@@ -50,7 +51,7 @@ def up(
     _terminate_as_interrupt()
     try:
         with services(settings) as runtime:
-            asyncio.run(_run(settings, runtime, replay, until_drained, json_out, speed, rate))
+            aio.run(_run(settings, runtime, replay, until_drained, json_out, speed, rate))
     except KeyboardInterrupt:
         pass
     if not json_out:
@@ -90,14 +91,36 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
                        "bars": worker.stats.bars, "signals": worker.stats.signals}
             print(orjson.dumps(summary).decode()) if json_out else out.print(summary)
             return
+        server_task, address = await _start_feed_server(settings, rt, stop)
+        say(f"websocket feed on {address}; live page at {address.replace('ws://', 'http://')}/ — get a token with:"
+            " sharewise token create --user demo@sharewise.local")
         feed = (run_replay(rt.bootstrap, settings, replay, show_progress=False) if replay else
                 run_synth(rt.bootstrap, settings, symbols=52, rate=rate, speed=speed, stop=stop))
         feed_task = asyncio.create_task(feed)
+        rt.origin["websocket"] = address
         await _live(settings, rt, worker, stop, feed_task)
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
+        stop.set()
+        await asyncio.gather(server_task, return_exceptions=True)
     finally:
         await worker.stop()
+
+
+async def _start_feed_server(settings: Settings, rt: Runtime, stop: asyncio.Event) -> tuple[asyncio.Task, str]:
+    """The websocket feed server as a task of this loop; raise its start-up error (e.g. port in use)."""
+    from sinks.feed.server import serve_feed
+
+    ready, where = asyncio.Event(), {}
+    task = asyncio.create_task(serve_feed(settings, rt.dsn, rt.bootstrap, stop=stop, ready=ready,
+                                          on_ready=lambda server: where.update(address=server.address)))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # raises the reason it could not start
+        raise ConfigError("the websocket feed server stopped during start-up")
+    return task, str(where["address"]).rstrip("/")
 
 
 async def _marks(bootstrap: str, topics: tuple[str, ...]) -> dict[str, dict[int, int]]:
@@ -152,6 +175,9 @@ async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, upti
     svc.add_row("kafka", rt.origin.get("kafka", "-"), rt.bootstrap or "-")
     svc.add_row("postgres", rt.origin.get("database", "-"),
                 settings.describe()["database"] if settings.database_url else str(settings.pgdata))
+    if "websocket" in rt.origin:
+        page = rt.origin["websocket"].replace("ws://", "http://")
+        svc.add_row("websocket", "feed", f"{rt.origin['websocket']}  (live page {page}/)")
     flow = Table("ticks/s", "ticks", "DLQ", "bars", "signals", "notifications", "sink backlog", box=None)
     dlq = ", ".join(f"{k} {v}" for k, v in sorted(st.dlq.items())) or "0"
     flow.add_row(f"{rate:,.0f}", f"{st.ticks:,}", dlq, f"{st.bars:,}", f"{st.signals:,}", f"{st.notifications:,}",

@@ -23,6 +23,7 @@ def _env(home) -> dict[str, str]:  # noqa: ANN001
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
     env["SHAREWISE_HOME"] = str(home)
     env["COLUMNS"] = "160"
+    env["SHAREWISE_WS_PORT"] = "0"  # a free port: runs can share a machine
     return env
 
 

@@ -7,7 +7,8 @@ topic and never joins a group. Broker quirks handled here (DESIGN.md, measured o
 * high watermarks come from a fetch (:mod:`streams.admin`), not from ListOffsets "latest";
 * OffsetFetch for "all partitions" (null topics) breaks the connection, so committed
   offsets are asked for every partition of every topic explicitly (valid on Kafka too);
-* DescribeGroups returns no members: :attr:`ClusterSnapshot.members` says ``None``;
+* DescribeGroups may list no members (always for an idle group; measured on Tansu both with and
+  without members for a live one): :attr:`ClusterSnapshot.members` says ``None`` then, shown "n/a";
 * DescribeConfigs answers with no entries: reported as such by :meth:`ClusterProbe.configs`.
 """
 
@@ -26,7 +27,7 @@ from aiokafka.errors import KafkaError, for_code
 
 from engine.errors import ServiceUnavailable
 from engine.ops.snapshot import ClusterSnapshot, PartitionEnds, group_positions, with_ages
-from streams.admin import REQUEST_TIMEOUT_MS, _fetch_watermarks, list_topics
+from streams.admin import _fetch_watermarks, list_topics
 
 #: Kafka's ``config_source`` of a configuration entry nobody set (DescribeConfigs v1+)
 _DEFAULT_CONFIG = 5
@@ -53,9 +54,10 @@ class ClusterProbe:
     def __init__(self, bootstrap: str, *, timeout: float = 10.0) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+        request_timeout_ms = int(timeout * 1000)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                          auto_offset_reset="earliest", request_timeout_ms=REQUEST_TIMEOUT_MS,
+                                          auto_offset_reset="earliest", request_timeout_ms=request_timeout_ms,
                                           fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
 
     async def __aenter__(self) -> ClusterProbe:

@@ -9,6 +9,7 @@ when it runs (heartbeats and checkpoints; optional for all but ``status``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,14 @@ class Targets:
 
 
 def targets(settings: Settings) -> Targets:
-    """External services when configured, else the embedded ones if they run (nothing is started)."""
+    """External services when configured, else the embedded ones if they run (nothing is started).
+
+    Also silences the Kafka client's own connection errors: these commands report them, once.
+    """
     from db.embedded import postgres_status
     from engine.cli.runtime import recorded_broker
 
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     bootstrap = settings.kafka_bootstrap or recorded_broker(settings)
     dsn = settings.database_url or postgres_status(settings)["dsn"]
     return Targets(bootstrap, dsn)

@@ -17,9 +17,11 @@ also be pretty-printed over several lines. A tick object::
 
 A **columnar packet** carries the same ticks more compactly (our own feeds use it)::
 
-    {"packet": 1, "symbol": ["TCS", …], "time": [1767584700000, …], "price": [3500.5, …], "qty": [12, …]}
+    {"packet": 1, "symbols": ["TCS", "INFY"], "sym": [0, 1, 0, …], "time": [1767584700000, …],
+     "price": [3500.5, …], "qty": [12, …]}
 
-(the value starts with the bytes ``{"packet":1,``; ``time`` is epoch milliseconds). It is
+(the value starts with the bytes ``{"packet":1,``; ``sym`` indexes ``symbols``; ``time`` is
+epoch milliseconds). It is
 validated column-wise; if any tick in it is bad, each tick is judged alone as the JSON line
 ``{"symbol","time","price","qty"}`` it stands for, which is also what a reject's original
 bytes hold.
@@ -171,55 +173,83 @@ def _checked(syms: list, times: list, prices: list, qtys: list, index: Mapping[s
     """Columns as arrays if every tick passes the fast path's checks (epoch-ms time), else None."""
     try:
         inst = [index.get(s) for s in syms]
-        if None in inst or not (set(map(type, times)) <= _INT and set(map(type, prices)) <= _NUMBER
-                                and set(map(type, qtys)) <= _NUMBER):  # fmt: skip
-            return None
+    except TypeError:  # an unhashable symbol
+        return None
+    if None in inst:
+        return None
+    numbers = _numbers(times, prices, qtys)
+    return None if numbers is None else (np.array(inst, dtype=np.int64), *numbers, line)
+
+
+def _numbers(times: list, prices: list, qtys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(ts_ns, price, qty) arrays when every value has the right JSON type and range, else None."""
+    if not (set(map(type, times)) <= _INT and set(map(type, prices)) <= _NUMBER and set(map(type, qtys)) <= _NUMBER):
+        return None
+    try:
         t = np.array(times, dtype=np.int64)
-    except (TypeError, OverflowError):
+    except OverflowError:
         return None
     p, q = np.array(prices, dtype=np.float64), np.array(qtys, dtype=np.float64)
     ok = (p > 0) & (p < MAX_PRICE) & (q >= 0) & (q < MAX_QTY) & (t >= _TIME_MIN_MS) & (t < _TIME_MAX_MS)
-    if not ok.all():
-        return None
-    return np.array(inst, dtype=np.int64), t * 1_000_000, p, q, line
+    return (t * 1_000_000, p, q) if ok.all() else None
 
 
 COLUMNAR_PREFIX = b'{"packet":1,'
-_COLUMNS = ("symbol", "time", "price", "qty")
 
 
 class _ColumnarLines(SequenceABC):
     """The ticks of a columnar packet as JSON lines, rendered only when one is asked for (a reject)."""
 
-    __slots__ = ("_cols",)
+    __slots__ = ("_symbols", "_cols")
 
-    def __init__(self, cols: tuple[list, ...]) -> None:
-        self._cols = cols
+    def __init__(self, symbols: list, cols: tuple[list, ...]) -> None:
+        self._symbols, self._cols = symbols, cols
 
     def __len__(self) -> int:
         return len(self._cols[0])
 
     def __getitem__(self, n: int) -> bytes:  # type: ignore[override]
-        return orjson.dumps(dict(zip(_COLUMNS, (c[n] for c in self._cols))))
+        code, t, p, q = (c[n] for c in self._cols)
+        known = type(code) is int and 0 <= code < len(self._symbols)
+        return orjson.dumps({"symbol": self._symbols[code] if known else code, "time": t, "price": p, "qty": q})
 
 
 def _decode_columnar(data: bytes, index: Mapping[str, int]) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None]:
     """(lines, columns or None) of a columnar packet; a malformed one is judged as a single line."""
     try:
         doc = orjson.loads(data)
-        cols = tuple(doc[k] for k in _COLUMNS)
+        symbols = doc["symbols"]
+        cols = (doc["sym"], doc["time"], doc["price"], doc["qty"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return [data], None
-    if not all(type(c) is list and len(c) == len(cols[0]) for c in cols):
+    if type(symbols) is not list or not all(type(c) is list and len(c) == len(cols[0]) for c in cols):
         return [data], None
-    lines = _ColumnarLines(cols)
-    chunk = _checked(*cols, index, np.arange(len(lines), dtype=np.int32))
+    lines = _ColumnarLines(symbols, cols)
+    chunk = _checked_codes(symbols, cols, index)
     return (lines, chunk) if chunk is not None else (list(lines), None)
+
+
+def _checked_codes(symbols: list, cols: tuple[list, ...], index: Mapping[str, int]) -> tuple[np.ndarray, ...] | None:
+    """Like :func:`_checked`, for dictionary-encoded symbols: one lookup per distinct symbol."""
+    codes = cols[0]
+    lut = [index.get(s) if type(s) is str else None for s in symbols]
+    if None in lut or not set(map(type, codes)) <= _INT:
+        return None
+    c = np.array(codes, dtype=np.int64)
+    if len(c) and (c.min() < 0 or c.max() >= len(lut)):
+        return None
+    numbers = _numbers(*cols[1:])
+    if numbers is None:
+        return None
+    return np.array(lut, dtype=np.int64)[c], *numbers, np.arange(len(c), dtype=np.int32)
 
 
 def encode_columnar(symbols: Sequence[str], time_ms: Sequence[int], price: Sequence[float], qty: Sequence[float]) -> bytes:
     """A columnar tick packet (see the module docstring); ``time_ms`` in epoch milliseconds."""
-    doc = {"packet": 1, "symbol": list(symbols), "time": list(time_ms), "price": list(price), "qty": list(qty)}
+    codes: dict[str, int] = {}
+    sym = [codes.setdefault(s, len(codes)) for s in symbols]
+    doc = {"packet": 1, "symbols": list(codes), "sym": sym, "time": list(time_ms), "price": list(price),
+           "qty": list(qty)}
     return orjson.dumps(doc)
 
 

@@ -52,6 +52,12 @@ class SignalPipeline:
         self.columns: tuple[str, ...] = tuple(self.indicators.columns)
         self.default_positions = np.array([self.columns.index(c) for c in DEFAULT_COLUMNS], dtype=np.int64)
 
+    def warm_up(self) -> None:
+        """Load the compiled kernels (numba's cache) now rather than inside the first real batch."""
+        self.aggregator.update(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
+        empty = np.empty(0)
+        self.indicators.update(np.empty(0, np.int64), empty, empty, empty, empty, empty)
+
     def feed(self, inst: np.ndarray, ts_ns: np.ndarray, price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, Step]:
         """Apply ticks in order; return each tick's status (0 accepted, else a Reason status) and the outputs."""
         status = self.aggregator.update(inst, ts_ns, price, qty)

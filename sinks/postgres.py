@@ -19,22 +19,23 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import asyncpg
+from asyncpg.exceptions._base import InternalClientError
 
 from engine.settings import redact
 
 log = logging.getLogger("sharewise.sinks")
 
-#: errors after which the same batch may succeed on a new connection
-RETRYABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
+#: client-side errors after which the same batch may succeed on a new connection
+_CLIENT_SIDE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, InternalClientError)
+#: SQLSTATE classes of a server that is unreachable, overloaded or shutting down
+_OUTAGE_CLASSES = ("08", "53", "57")
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for an outage (the same batch may succeed later), False for a batch the database refuses."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_CLASSES)
+    return isinstance(exc, _CLIENT_SIDE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,11 @@ class CopySink:
         self._closed = False
 
     async def write(self, records: Sequence[tuple[Any, ...]]) -> int:
-        """Commit ``records`` in one transaction; retry through outages. Returns rows that were new."""
+        """Commit ``records`` in one transaction; retry through outages. Returns rows that were new.
+
+        Raises (after dropping the connection) when the database refuses the batch itself
+        (e.g. a constraint it violates): retrying would not help.
+        """
         if not records:
             return 0
         delay = 0.1
@@ -114,11 +119,11 @@ class CopySink:
             started = time.perf_counter()
             try:
                 inserted = await self._write_once(records)
-            except RETRYABLE as exc:
-                await self._drop_connection()
-                self._note_failure(exc)
-                if self._closed:
+            except Exception as exc:
+                await self._drop_connection()  # its state is unknown after any failure
+                if not retryable(exc) or self._closed:
                     raise
+                self._note_failure(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue

@@ -67,12 +67,14 @@ class WorkerStats:
     last_checkpoint: float = 0.0
     sink_rows: Counter = field(default_factory=Counter)
     sink_backlog: int = 0
+    sink_errors: Counter = field(default_factory=Counter)  # rows a sink could not write, by cause
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ticks": self.ticks, "dlq": dict(self.dlq), "bars": self.bars, "signals": self.signals,
             "notifications": self.notifications, "strategy_failures": self.failures,
             "checkpoints": self.checkpoints, "sink_rows": dict(self.sink_rows), "sink_backlog": self.sink_backlog,
+            "sink_errors": dict(self.sink_errors),
         }  # fmt: skip
 
 
@@ -133,10 +135,25 @@ class EngineWorker:
         return app
 
     async def start(self) -> None:
+        self.pipeline.warm_up()  # load the compiled kernels now, not inside the first batch
         await self.app.start()
         self.metrics_port = metrics.attach(self)
+        self._ticker = asyncio.create_task(self._checkpoint_timer(), name="sharewise.checkpoints")
+
+    async def _checkpoint_timer(self) -> None:
+        """Checkpoint (or just heartbeat) when input has gone quiet, so an idle worker still commits and looks alive."""
+        while True:
+            await asyncio.sleep(self.checkpoint_interval / 2)
+            if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+                try:
+                    await self.checkpoint()
+                except Exception as exc:  # never let the timer die: the next round retries
+                    log.warning("periodic checkpoint failed: %s", exc)
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         metrics.detach(self)
         try:
             await self.checkpoint()
@@ -259,19 +276,20 @@ class EngineWorker:
         async with self._lock:
             await self._checkpoint_locked()
 
-    async def _checkpoint_locked(self) -> None:
+    async def _checkpoint_locked(self, *, every_partition: bool = False) -> None:
+        """Checkpoint the partitions with unacknowledged input (or all owned ones), and heartbeat either way."""
         self._last_checkpoint = time.monotonic()
-        if not self._owned:
-            return
-        await self.app.producer.flush()  # outputs of the covered ticks are in Kafka before we claim them
-        owned = dict(self._owned)
+        owned = {p: st for p, st in self._owned.items() if st.pending or every_partition}
+        if owned:
+            await self.app.producer.flush()  # outputs of the covered ticks are in Kafka before we claim them
         rows = [Checkpoint(p, st.next_offset, self.pipeline.snapshot(self._inst_of_partition[p]), STATE_FORMAT)
                 for p, st in owned.items()]
         try:
             conn = await self._db()
-            await save_checkpoints(conn, self.group_id, TICKS, self.worker_id, rows)
+            if rows:
+                await save_checkpoints(conn, self.group_id, TICKS, self.worker_id, rows)
             await heartbeat(conn, self.worker_id, self.group_id, socket.gethostname(), os.getpid(),
-                            sorted(owned), orjson.dumps(self.stats.as_dict()).decode())
+                            sorted(self._owned), orjson.dumps(self.stats.as_dict()).decode())
         except Exception as exc:
             self._conn = None
             log.warning("checkpoint not written (%s); input stays unacknowledged and will be retried", exc)
@@ -289,7 +307,7 @@ class EngineWorker:
             if self._owned:
                 inst = np.concatenate([self._inst_of_partition[p] for p in self._owned])
                 await self._emit(self.pipeline.flush(inst))
-            await self._checkpoint_locked()
+            await self._checkpoint_locked(every_partition=True)  # the flushed state changed without new input
 
     # --- sinks -------------------------------------------------------------------------------
 
@@ -301,7 +319,13 @@ class EngineWorker:
                 rows = [row for ev in events for row in self._rows_of(topic, to_rows, ev.message)]
                 self.stats.sink_backlog += len(rows)
                 started = time.perf_counter()
-                inserted = await sink.write(rows)  # retries through outages; returns once committed
+                try:
+                    inserted = await sink.write(rows)  # retries through outages; returns once committed
+                except Exception as exc:  # the database refuses this batch: count it, say why, go on
+                    inserted = 0
+                    self.stats.sink_errors[f"refused:{topic}"] += len(rows)
+                    log.error("sink %s refused %d rows (%s: %s); first row: %r", topic, len(rows),
+                              type(exc).__name__, exc, rows[0] if rows else None)
                 metrics.SINK_WRITE_SECONDS.labels(topic).observe(time.perf_counter() - started)
                 self.stats.sink_backlog -= len(rows)
                 self.stats.sink_rows[topic] += inserted
@@ -318,7 +342,7 @@ class EngineWorker:
         try:
             return to_rows(msg.value or b"")
         except (ValueError, KeyError, TypeError) as exc:
-            self.stats.dlq[f"sink_unreadable:{topic}"] += 1
+            self.stats.sink_errors[f"unreadable:{topic}"] += 1
             log.error("unreadable message on %s partition %d offset %d skipped: %s", topic, msg.partition, msg.offset, exc)
             return []
 

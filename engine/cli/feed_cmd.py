@@ -45,8 +45,16 @@ def feed_server(
         with services(settings) as rt:
             assert rt.dsn and rt.bootstrap
             await prepare(settings, rt.dsn, rt.bootstrap)
-            await serve_feed(settings, rt.dsn, rt.bootstrap, host=host, port=port, stop=stop_event(),
-                             config=config, on_ready=announce)
+            from streams import metrics
+
+            metrics_port = metrics.serve(settings)
+            if metrics_port is not None:
+                out.print(f"metrics on http://{settings.metrics_host}:{metrics_port}/metrics")
+            try:
+                await serve_feed(settings, rt.dsn, rt.bootstrap, host=host, port=port, stop=stop_event(),
+                                 config=config, on_ready=announce)
+            finally:
+                metrics.release(settings)
         out.print("feed server stopped")
 
     asyncio.run(run())

@@ -74,7 +74,7 @@ def monitor(
 ) -> None:
     """Kafka topics, consumer groups, lag, rates, dead letters and workers, with one status word.
 
-    OK, WARN (lag grows), STALL (lag, no commits), ERR (broker down, silent workers): see docs/ops.md.
+    OK, WARN (lag grows), STALL (lag, no commits), ERR (broker down, silent workers): see the README ("Operating the engine").
     """
     from streams.ops.monitor import Monitor
 

@@ -1,4 +1,4 @@
-"""Tunables of the websocket feed server: frozen data, defaults documented in ``docs/websocket.md``."""
+"""Tunables of the websocket feed server: frozen data, defaults documented in the README ("The websocket signal feed")."""
 
 from __future__ import annotations
 

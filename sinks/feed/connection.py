@@ -1,6 +1,6 @@
 """One websocket client: drives its :class:`FeedSession`, catches subscriptions up, bounds what it buffers.
 
-Backpressure contract (``docs/websocket.md``): frames for a client are written straight
+Backpressure contract (the README ("The websocket signal feed")): frames for a client are written straight
 to its socket while the socket keeps up; when it does not, they wait in a queue. A client
 whose queue still holds more than ``client_queue_bytes`` when new frames arrive is closed
 with 4408 ("too slow") — it never slows other clients or the Kafka reader, and never

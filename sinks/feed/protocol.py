@@ -7,7 +7,7 @@ server can do: check a token in the database, start a subscription) and
 :meth:`~FeedSession.data_to_send` (JSON text frames). :attr:`~FeedSession.close`
 says when and how to close. The server reports results back (``auth_succeeded``,
 ``subscribed``, …). Nothing here does I/O, awaits or reads a clock, so every rule of
-the protocol is tested without a server. Reference with examples: ``docs/websocket.md``.
+the protocol is tested without a server. Reference with examples: the README ("The websocket signal feed").
 
 State machine: AWAITING_AUTH -> AUTHENTICATING -> OPEN -> CLOSED (any state -> CLOSED).
 """

@@ -11,14 +11,14 @@ offset, an empty symbol. Symbols are not checked against the instrument list.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from engine.csvfile import csv_rows
 from engine.domain import datetime_to_ns
 from engine.errors import ConfigError
 
@@ -43,15 +43,8 @@ def read_tick_csv(
     ``on_bytes(n)`` is called now and then with the bytes consumed since its last
     call (for a progress bar). Raise :class:`ConfigError` on a malformed file.
     """
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise ConfigError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with handle:
-        rows = csv.reader(_text_lines(handle, on_bytes))
-        cols = _header(path, next(rows, None))
+    with csv_rows(path, COLUMNS, on_bytes, report_every=1 << 20) as (rows, positions):
+        cols = tuple(positions)
         chunk: tuple[list, list, list, list] = ([], [], [], [])
         for row in rows:
             _parse_row(path, rows.line_num, row, cols, chunk)
@@ -60,29 +53,6 @@ def read_tick_csv(
                 chunk = ([], [], [], [])
         if chunk[0]:
             yield _to_chunk(chunk)
-
-
-def _text_lines(handle: BinaryIO, on_bytes: Callable[[int], None] | None) -> Iterator[str]:
-    pending = 0
-    for raw in handle:
-        pending += len(raw)
-        if on_bytes is not None and pending >= 1 << 20:
-            on_bytes(pending)
-            pending = 0
-        yield raw.decode("utf-8")
-    if on_bytes is not None:
-        on_bytes(pending)
-
-
-def _header(path: Path, header: list[str] | None) -> tuple[int, int, int, int]:
-    """Positions of time, symbol, price, qty; raise naming every missing column."""
-    if header is None:
-        raise ConfigError(f"{path}: empty file, want a header {','.join(COLUMNS)}")
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise ConfigError(f"{path}: missing column {', '.join(repr(c) for c in missing)} (header: {','.join(header)})")
-    return tuple(names.index(c) for c in COLUMNS)  # type: ignore[return-value]
 
 
 def _parse_row(path: Path, line: int, row: list[str], cols: tuple[int, int, int, int], chunk: tuple) -> None:

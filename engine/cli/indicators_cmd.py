@@ -17,19 +17,19 @@ Contract (other programs call it exactly so):
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 import numpy as np
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from engine.cli.console import clean_errors, err
+from engine.csvfile import csv_rows
 from engine.errors import ConfigError
 from engine.indicators import DEFAULT_COLUMNS, default_set
 
@@ -88,15 +88,7 @@ def read_bar_csv(path: Path, chunk_rows: int, on_bytes: Callable[[int], None] | 
     ConfigError naming the file (and line and column) when the file is missing, lacks a
     column, or holds a value that is not a finite number.
     """
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise ConfigError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with handle:
-        rows = csv.reader(_text_lines(handle, on_bytes))
-        positions = _header(path, next(rows, None))
+    with csv_rows(path, COLUMNS, on_bytes) as (rows, positions):
         fields: list[list] = [[] for _ in COLUMNS]
         for row in rows:
             if row:
@@ -106,29 +98,6 @@ def read_bar_csv(path: Path, chunk_rows: int, on_bytes: Callable[[int], None] | 
                 fields = [[] for _ in COLUMNS]
         if fields[0]:
             yield _to_chunk(fields)
-
-
-def _text_lines(handle: BinaryIO, on_bytes: Callable[[int], None] | None) -> Iterator[str]:
-    pending = 0
-    for raw in handle:
-        pending += len(raw)
-        if on_bytes is not None and pending >= 1 << 16:
-            on_bytes(pending)
-            pending = 0
-        yield raw.decode("utf-8")
-    if on_bytes is not None:
-        on_bytes(pending)
-
-
-def _header(path: Path, header: list[str] | None) -> list[int]:
-    """Positions of the COLUMNS; raise naming every missing one."""
-    if header is None:
-        raise ConfigError(f"{path}: empty file, want a header {','.join(COLUMNS)}")
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise ConfigError(f"{path}: missing column {', '.join(repr(c) for c in missing)} (header: {','.join(header)})")
-    return [names.index(c) for c in COLUMNS]
 
 
 def _parse_row(path: Path, line: int, row: list[str], positions: list[int], fields: list[list]) -> None:

@@ -29,6 +29,9 @@ log = logging.getLogger("sharewise.sinks")
 _CLIENT_SIDE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, InternalClientError)
 #: SQLSTATE classes of a server that is unreachable, overloaded or shutting down
 _OUTAGE_CLASSES = ("08", "53", "57")
+#: the same outages as exception classes, for ``except RETRYABLE:``
+RETRYABLE = (*_CLIENT_SIDE, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+             asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
 def retryable(exc: BaseException) -> bool:

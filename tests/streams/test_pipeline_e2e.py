@@ -68,11 +68,33 @@ async def _dlq(bootstrap: str) -> list[dict]:
         await consumer.stop()
 
 
+DECLARATIVE = {
+    "name": "fast_ema_rule",
+    "entry_conditions": {"timeframe": "1m", "all": [{"left": "ema(5)", "op": "crosses_above", "right": "ema(13)"}]},
+    "exit_conditions": {"any": [{"left": "ema(5)", "op": "crosses_below", "right": "ema(13)"}]},
+    "parameters": {"symbols": ["TCS", "INFY", "SBIN"], "confidence": 0.65},
+}
+
+
+async def _add_declarative_strategy(dsn: str, user_id: str) -> None:
+    """A JSON-rule strategy row of the demo user, as a trader would save it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO strategies_strategy (user_id, name, strategy_type, parameters, entry_conditions,"
+            " exit_conditions, is_active) VALUES ($1, $2, 'TECHNICAL', $3::jsonb, $4::jsonb, $5::jsonb, TRUE)",
+            user_id, DECLARATIVE["name"], orjson.dumps(DECLARATIVE["parameters"]).decode(),
+            orjson.dumps(DECLARATIVE["entry_conditions"]).decode(), orjson.dumps(DECLARATIVE["exit_conditions"]).decode())
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def world(tmp_path, kafka_broker_factory, pg_dsn):
-    """(env, bootstrap, dsn, tick file) with the demo tenant seeded."""
+    """(env, bootstrap, dsn, tick file) with the demo tenant seeded, plus one declarative strategy of its user."""
     broker = kafka_broker_factory()
-    asyncio.run(seed_demo(pg_dsn))
+    demo = asyncio.run(seed_demo(pg_dsn))
+    asyncio.run(_add_declarative_strategy(pg_dsn, demo["user_id"]))
     ticks = make_tick_file(tmp_path / "ticks.jsonl")
     return _env(tmp_path / "home", broker.bootstrap, pg_dsn), broker.bootstrap, pg_dsn, ticks
 
@@ -91,6 +113,8 @@ def test_replay_until_drained_holds_its_contract_and_equals_the_offline_referenc
     assert sorted(bars) == sorted(ref.bars) and len(bars) == summary["bars"]
     assert sorted(signals) == sorted(ref.signals) and len(signals) == summary["signals"]
     assert notifications == len(signals)
+    by_strategy = Counter(s[3] for s in signals)
+    assert by_strategy["fast_ema_rule"] > 0 and by_strategy["ema_cross"] > 0, by_strategy  # rules run live too
 
     dead = asyncio.run(_dlq(bootstrap))
     assert Counter(d["reason"] for d in dead) == Counter(reason for reason, _ in ticks.bad)

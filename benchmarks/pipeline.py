@@ -59,9 +59,9 @@ def deployments(user_id: str) -> list[Deployment]:
             Deployment(create("rsi_reversion", {}), "rsi_reversion", tf, user_id=user_id)]
 
 
-def tick_rows(registry, n: int, speed_ticks_per_market_s: float) -> list[tuple[str, int, float, float]]:
+def tick_rows(registry, n: int, speed_ticks_per_market_s: float, day: dt.date = DAY) -> list[tuple[str, int, float, float]]:
     prices = np.array([i.typical_price for i in registry.instruments])
-    feed = SyntheticFeed(prices, seed=5, start_day=DAY, ticks_per_market_second=speed_ticks_per_market_s)
+    feed = SyntheticFeed(prices, seed=5, start_day=day, ticks_per_market_second=speed_ticks_per_market_s)
     rows: list[tuple[str, int, float, float]] = []
     while len(rows) < n:
         b = feed.advance(60.0)
@@ -70,9 +70,9 @@ def tick_rows(registry, n: int, speed_ticks_per_market_s: float) -> list[tuple[s
     return rows[:n]
 
 
-async def produce(bootstrap: str, rows: list[tuple[str, int, float, float]], partitions: int) -> None:
-    """Columnar packets of 100 ticks per partition, as the synthetic feed sends them."""
-    async with PacketProducer(bootstrap, partitions) as producer:
+async def produce(bootstrap: str, rows: list[tuple[str, int, float, float]], partitions: int, packet: int) -> None:
+    """Columnar packets of up to ``packet`` ticks per partition, as the feeds send them."""
+    async with PacketProducer(bootstrap, partitions, max_ticks=packet) as producer:
         for sym, t, p, q in rows:
             await producer.add_tick(sym, t, p, q)
 
@@ -88,11 +88,12 @@ async def drained(worker: EngineWorker, bootstrap: str) -> None:
             await asyncio.sleep(0.01)
 
 
-async def throughput(settings: Settings, bootstrap: str, dsn: str, n: int, user_id: str) -> dict:
+async def throughput(settings: Settings, bootstrap: str, dsn: str, n: int, user_id: str, packet: int) -> dict:
     registry = load_instruments(settings)
-    rows = tick_rows(registry, n, 200.0)
+    await ensure_topics(bootstrap, engine_topics(settings.partitions))
+    rows = tick_rows(registry, n, 200.0, DAY + dt.timedelta(days=14 + packet))  # each run writes its own rows
     t0 = time.perf_counter()
-    await produce(bootstrap, rows, settings.partitions)
+    await produce(bootstrap, rows, settings.partitions, packet)
     produced = time.perf_counter() - t0
     worker = EngineWorker(settings, bootstrap, dsn, registry,
                           lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=2.0),
@@ -199,15 +200,20 @@ async def main(args: argparse.Namespace) -> None:
     await migrate(dsn)
     demo = await seed_demo(dsn)
     user_id = str(demo["user_id"])
+    runs = []
+    for packet in args.packets:
+        with EmbeddedBroker.start(home / f"logs-{packet}") as broker:  # fresh topics
+            ours = await throughput(settings, broker.bootstrap, dsn, args.ticks, user_id, packet)
+        runs.append(ours)
+        print(f"engine worker : {ours['ticks_per_s']:>10,.0f} ticks/s  ({ours['ticks']:,} ticks in {ours['seconds']:.2f}s,"
+              f" packets of {packet}; bars {ours['bars']:,}, signals {ours['signals']:,}, committed in PostgreSQL)")
     with EmbeddedBroker.start(home / "logs") as broker:
         await ensure_topics(broker.bootstrap, engine_topics(8))
-        ours = await throughput(settings, broker.bootstrap, dsn, args.ticks, user_id)
-        print(f"engine worker : {ours['ticks_per_s']:>10,.0f} ticks/s  ({ours['ticks']:,} ticks in {ours['seconds']:.2f}s;"
-              f" bars {ours['bars']:,}, signals {ours['signals']:,}, committed in PostgreSQL)")
         peer = await plain_faust_peer(broker.bootstrap, args.peer_ticks)
         print(f"plain Faust   : {peer['ticks_per_s']:>10,.0f} ticks/s  ({peer['ticks']:,} ticks, one event at a time,"
               f" decode + awaited send)")
-        print(f"ratio         : {ours['ticks_per_s'] / peer['ticks_per_s']:.1f}x the plain agent")
+        print("ratio         : " + ", ".join(f"{r['ticks_per_s'] / peer['ticks_per_s']:.1f}x (packets of {p})"
+                                             for r, p in zip(runs, args.packets)) + " the plain agent")
         lat = await latency(settings, broker.bootstrap, dsn, args.rate, args.seconds, user_id)
         print(f"latency @ {lat['rate']:,.0f} ticks/s: tick -> signal in PostgreSQL p50 {lat['p50_ms']:.1f} ms,"
               f" p99 {lat['p99_ms']:.1f} ms over {lat['signals']} signals")
@@ -217,6 +223,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--packets", type=int, nargs="+", default=[100, 500], help="ticks per packet, one run each")
     parser.add_argument("--peer-ticks", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10.0)

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 from engine.settings import Settings
 
 STATE_FILE = "services.json"
+#: the embedded broker of a running ``up`` or ``worker``, so that other commands (monitor, feed replay) find it
+RUNNING_BROKER_FILE = "broker.json"
 
 
 @dataclass(slots=True)
@@ -52,12 +54,17 @@ def write_state(settings: Settings, state: dict[str, Any]) -> None:
 
 
 def recorded_broker(settings: Settings) -> str | None:
-    """Bootstrap address of a broker kept by ``services start``, if its process is alive."""
+    """Bootstrap address of a live embedded broker: kept by ``services start``, or owned by a running command."""
     from streams.broker import pid_alive
 
-    broker = read_state(settings).get("broker")
-    if broker and pid_alive(int(broker["pid"])):
-        return str(broker["bootstrap"])
+    running = settings.home / RUNNING_BROKER_FILE
+    try:
+        owned = json.loads(running.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        owned = None
+    for broker in (read_state(settings).get("broker"), owned):
+        if broker and pid_alive(int(broker["pid"])):
+            return str(broker["bootstrap"])
     return None
 
 
@@ -91,6 +98,9 @@ def _resolve_kafka(settings: Settings, runtime: Runtime, stops: list[Callable[[]
         return
     broker = EmbeddedBroker.start(settings.log_dir)
     stops.append(broker.stop)
+    running = settings.home / RUNNING_BROKER_FILE
+    running.write_text(json.dumps({"pid": broker.pid, "bootstrap": broker.bootstrap, "owner": os.getpid()}))
+    stops.append(lambda: running.unlink(missing_ok=True))
     runtime.bootstrap, runtime.origin["kafka"] = broker.bootstrap, "embedded"
 
 

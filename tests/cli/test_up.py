@@ -5,6 +5,7 @@ It must stop cleanly (exit 0), leave no child process behind, and stop the embed
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,10 @@ def test_up_runs_the_flow_then_stops_cleanly_on_a_signal(sig):
             assert bars_seen, "the worker never took its partitions"
             time.sleep(3)  # let ticks become bars and signals
             assert postgres_status(Settings(home=home))["running"]
+            if sig == signal.SIGTERM:  # once is enough: ops commands find the broker of a running `up`
+                seen = subprocess.run([sys.executable, "-m", "engine.cli", "monitor", "--once", "--json", "--window",
+                                       "0"], env=_env(home), capture_output=True, text=True, timeout=60)
+                assert "market.ticks" in json.loads(seen.stdout)["topics"], seen.stdout + seen.stderr
             proc.send_signal(sig)
             stdout, stderr = proc.communicate(timeout=60)
         finally:
@@ -58,3 +63,4 @@ def test_up_runs_the_flow_then_stops_cleanly_on_a_signal(sig):
         alive = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         assert alive == [], f"left behind: {alive}"
         assert not postgres_status(Settings(home=home))["running"]
+        assert not (home / "broker.json").exists()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 import numpy as np
 import orjson
 
@@ -37,6 +38,7 @@ import streams.transport  # noqa: F401  (registers the tuned transport)
 from db.checkpoints import Checkpoint, heartbeat, load_checkpoints, save_checkpoints
 from db.connect import connect
 from engine import outputs
+from engine.errors import EngineError
 from engine.instruments import InstrumentRegistry
 from engine.partitioner import partition_for
 from engine.pipeline import SignalPipeline, Step
@@ -91,6 +93,7 @@ class EngineWorker:
                  make_pipeline: Callable[[], SignalPipeline], *, group_id: str = "sharewise-engine",
                  worker_id: str | None = None, checkpoint_interval: float = 2.0, batch_max: int = 512) -> None:
         self.settings = settings
+        self.bootstrap = bootstrap
         self.dsn = dsn
         self.registry = registry
         self.pipeline = make_pipeline()
@@ -265,11 +268,42 @@ class EngineWorker:
             self.pipeline.clear(inst)
             state = PartitionState(next_offset=0)
         else:
-            self.pipeline.restore(inst, ckpt.state)
+            try:
+                self.pipeline.restore(inst, ckpt.state)
+            except EngineError as exc:  # e.g. the active strategies' indicators changed since it was taken
+                log.warning("partition %d: its checkpoint does not fit this worker (%s); rebuilding the state from"
+                            " the topic up to offset %d", partition, exc, ckpt.next_offset)
+                self.pipeline.clear(inst)
+                await self._rebuild(partition, ckpt.next_offset)
             state = PartitionState(next_offset=ckpt.next_offset)
         log.info("partition %d assumed at offset %d", partition, state.next_offset)
         self._owned[partition] = state
         return state
+
+    async def _rebuild(self, partition: int, end: int) -> None:
+        """Re-apply the partition's ticks below ``end`` to empty state, discarding what they produce.
+
+        Those outputs were emitted before the checkpoint was taken; a strategy added since
+        then starts emitting from ``end`` on, with its indicators already warm.
+        """
+        tp = TopicPartition(TICKS, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            position = await consumer.position(tp)
+            if position > 0:
+                log.warning("partition %d: ticks below offset %d are gone; state rebuilt from there", partition, position)
+            while position < end:
+                records = (await consumer.getmany(tp, timeout_ms=1000, max_records=1000)).get(tp, [])
+                values = [r.value or b"" for r in records if r.offset < end]
+                if values:
+                    decoded = decode_packets(values, self.registry)
+                    self.pipeline.feed(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
+                position = await consumer.position(tp)
+        finally:
+            await consumer.stop()
 
     async def checkpoint(self) -> None:
         """Write every owned partition's state and offset, then acknowledge the events it covers."""

@@ -200,10 +200,10 @@ class EngineWorker:
         decoded = decode_packets(values, self.registry)
         status, step = self.pipeline.feed(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
         self.stats.ticks += int(len(status) - np.count_nonzero(status))
+        for msg in origins:  # processed: counters and positions move together (metrics read both)
+            self.positions[TICKS][msg.partition] = msg.offset + 1
         await self._dead_letter(decoded.rejects + decoded.rejected_by(status), origins)
         await self._emit(step)
-        for msg in origins:
-            self.positions[TICKS][msg.partition] = msg.offset + 1
 
     async def _dead_letter(self, rejects: list[Reject], origins: list[Any]) -> None:
         for r in rejects:

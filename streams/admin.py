@@ -113,15 +113,15 @@ async def high_watermarks(bootstrap: str, topic: str, *, timeout: float = 10) ->
                                 request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         await consumer.start()
-        return await _fetch_watermarks(consumer, tps, bootstrap, time.monotonic() + timeout)
+        return await fetch_watermarks(consumer, tps, bootstrap, time.monotonic() + timeout)
     except KafkaError as exc:
         raise ServiceUnavailable("Kafka", bootstrap, f"high watermarks of {topic}: {exc}") from exc
     finally:
         await consumer.stop()
 
 
-async def _fetch_watermarks(consumer: AIOKafkaConsumer, tps: list[TopicPartition], bootstrap: str,
-                            deadline: float) -> dict[int, int]:
+async def fetch_watermarks(consumer: AIOKafkaConsumer, tps: list[TopicPartition], bootstrap: str,
+                           deadline: float) -> dict[int, int]:
     """Fetch from just below ListOffsets "latest" and read the high watermark of the response.
 
     ListOffsets "latest" L is at most the high watermark on both brokers. L equal to the log

@@ -21,6 +21,7 @@ the same deterministic ids, which the sinks drop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -213,8 +214,6 @@ class EngineWorker:
             try:
                 record["original"] = r.raw.decode()
             except UnicodeDecodeError:
-                import base64
-
                 record["original_b64"] = base64.b64encode(r.raw).decode()
             await self.topics[DLQ].send(key=src.key, value=orjson.dumps(record), partition=src.partition)
             self.stats.dlq[str(r.reason)] += 1

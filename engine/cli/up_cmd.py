@@ -29,8 +29,9 @@ from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event
 from engine.cli.runtime import Runtime, services
 from engine.errors import ConfigError
 from engine.settings import Settings
+from streams.topics import MARKET_BARS, MARKET_TICKS, NOTIFICATIONS, SIGNALS
 
-OUTPUT_TOPICS = ("market.bars", "signals", "notifications")
+OUTPUT_TOPICS = (MARKET_BARS, SIGNALS, NOTIFICATIONS)
 
 
 @clean_errors
@@ -80,7 +81,7 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
     stop = stop_event()
     worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments)
-    baseline = await _marks(rt.bootstrap, ("market.ticks", *OUTPUT_TOPICS))
+    baseline = await _marks(rt.bootstrap, (MARKET_TICKS, *OUTPUT_TOPICS))
     await worker.start()
     try:
         if until_drained:
@@ -143,8 +144,8 @@ async def _wait_caught_up(worker: Any, topic: str, before: dict[int, int], after
 
 async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]], stop: asyncio.Event) -> None:
     """Every replayed tick processed, every open bar closed, every output committed by its sink."""
-    ticks_now = await _marks(bootstrap, ("market.ticks",))
-    await _wait_caught_up(worker, "market.ticks", baseline["market.ticks"], ticks_now["market.ticks"], stop)
+    ticks_now = await _marks(bootstrap, (MARKET_TICKS,))
+    await _wait_caught_up(worker, MARKET_TICKS, baseline[MARKET_TICKS], ticks_now[MARKET_TICKS], stop)
     await worker.flush_bars()
     outputs_now = await _marks(bootstrap, OUTPUT_TOPICS)
     for topic in OUTPUT_TOPICS:
@@ -183,7 +184,7 @@ async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, upti
     flow.add_row(f"{rate:,.0f}", f"{st.ticks:,}", dlq, f"{st.bars:,}", f"{st.signals:,}", f"{st.notifications:,}",
                  str(st.sink_backlog))
     lag = Table("topic", "messages", "consumer lag", box=None)
-    for topic in ("market.ticks", *OUTPUT_TOPICS):
+    for topic in (MARKET_TICKS, *OUTPUT_TOPICS):
         marks = await high_watermarks(rt.bootstrap, topic)
         done = worker.positions.get(topic, {})
         lag.add_row(topic, f"{sum(marks.values()):,}", f"{sum(max(h - done.get(p, h), 0) for p, h in marks.items()):,}")

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, for_code
 
 from engine.errors import ServiceUnavailable
 from engine.ops.snapshot import ClusterSnapshot, PartitionEnds, group_positions, with_ages
-from streams.admin import _fetch_watermarks, list_topics
+from streams.admin import fetch_watermarks, list_topics
 
 #: Kafka's ``config_source`` of a configuration entry nobody set (DescribeConfigs v1+)
 _DEFAULT_CONFIG = 5
@@ -93,7 +93,7 @@ class ClusterProbe:
             tps = [TopicPartition(topic, p) for p in range(n)]
             with self._translated(f"partition ends of {topic}"):
                 earliest = await self._consumer.beginning_offsets(tps)
-                high = await _fetch_watermarks(self._consumer, tps, self.bootstrap, time.monotonic() + self.timeout)
+                high = await fetch_watermarks(self._consumer, tps, self.bootstrap, time.monotonic() + self.timeout)
             out[topic] = {p: PartitionEnds(earliest[TopicPartition(topic, p)], h) for p, h in high.items()}
         return out
 

@@ -54,6 +54,7 @@ log = logging.getLogger("sharewise.worker")
 TICKS, DLQ, BARS = topics.MARKET_TICKS, topics.MARKET_TICKS_DLQ, topics.MARKET_BARS
 SIGNALS_T, ORDERS, NOTIFICATIONS_T = topics.SIGNALS, topics.ORDERS, topics.NOTIFICATIONS
 STATE_FORMAT = 1
+STOP_STEP_S = 10.0  # longest wait for each step of a shutdown
 
 
 @dataclass(slots=True)
@@ -159,11 +160,14 @@ class EngineWorker:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         metrics.detach(self)
-        try:
-            await self.checkpoint()
+        try:  # bounded: a stop must end even if the database or broker hangs
+            await asyncio.wait_for(self.checkpoint(), STOP_STEP_S)
         except Exception as exc:  # the last checkpoint is an optimisation: replay covers its loss
-            log.warning("final checkpoint failed: %s", exc)
-        await self.app.stop()
+            log.warning("final checkpoint not written (%s): the next owner replays from the previous one", exc)
+        try:
+            await asyncio.wait_for(self.app.stop(), STOP_STEP_S)
+        except TimeoutError:
+            log.warning("the Faust app did not stop within %.0fs; exiting anyway", STOP_STEP_S)
         for sink, _ in self.sinks.values():
             await sink.close()
         if self._conn is not None:

@@ -250,7 +250,8 @@ def test_database_stopped_for_10_seconds_mid_run_loses_nothing_and_the_worker_su
             assert _converged(dsn, ref, timeout=120), (tmp_path / "worker.log").read_text()[-3000:]
             _assert_equal_to(dsn, ref)
             assert worker.poll() is None
-            assert "database unavailable" in (tmp_path / "worker.log").read_text()
+            log = (tmp_path / "worker.log").read_text()  # the outage is in the log, whichever part met it first
+            assert "database unavailable" in log or "cannot load checkpoint" in log or "checkpoint not written" in log
         finally:
             _stop(worker)
 

@@ -1,6 +1,7 @@
 """End-to-end pipeline benchmark on the embedded broker and PostgreSQL, with its peer measured in the same run.
 
-Run: ``python benchmarks/pipeline.py [--ticks 1000000] [--rate 20000] [--seconds 10]``.
+Run: ``python benchmarks/pipeline.py [--ticks 1000000] [--rate 20000] [--seconds 10] [--only worker|session]
+[--skip-session] [--session-symbols 52] [--session-seconds 22500]``.
 
 1. **Throughput**: ``--ticks`` ticks (52 instruments, packets of 100 per partition) are produced to
    ``market.ticks`` first; then one in-process :class:`streams.worker.EngineWorker` (bars of 5 timeframes,
@@ -10,6 +11,16 @@ Run: ``python benchmarks/pipeline.py [--ticks 1000000] [--rate 20000] [--seconds
    event at a time, ``await``-ing each send — the straightforward Faust app.
 3. **Latency** at a fixed input rate (``--rate`` ticks/s for ``--seconds``): tick -> signal committed in the
    database, from the wall time the bar-closing tick was produced to the signal row's ``created_at``.
+4. **Session replay** (:mod:`benchmarks.session`): one NSE session, 09:15:00-15:29:59 IST at one tick per second
+   for each of the 52 instruments (``--session-symbols`` x ``--session-seconds``, about 1.17M ticks), written as
+   JSONL and replayed by the real command ``python -m engine.cli up --replay FILE --until-drained --json`` in a
+   fresh ``SHAREWISE_HOME`` (its own embedded broker and PostgreSQL, demo tenant). Wall clock of the whole command,
+   ticks/s, its exit code and JSON summary; then its ``analytics_marketdata`` and ``trading_signal`` rows against
+   the pure core run offline over the same file. The script exits 1 when the command fails or the database or
+   summary differs.
+
+Sections 1-3 run in this process on embedded brokers and PostgreSQL (``--only worker``); section 4 alone:
+``--only session``. A results table closes the run.
 """
 
 from __future__ import annotations
@@ -18,11 +29,11 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
-import os
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -37,7 +48,7 @@ from engine.cli import aio  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from db.seed_demo import seed_demo  # noqa: E402
 from engine.domain import NS_PER_S, Timeframe  # noqa: E402
-from engine.feeds.synth import SyntheticFeed  # noqa: E402
+from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed  # noqa: E402
 from engine.instruments import load_instruments  # noqa: E402
 from engine.pipeline import SignalPipeline  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -49,8 +60,20 @@ from streams.feed import PacketProducer  # noqa: E402
 from streams.topics import engine_topics  # noqa: E402
 from streams.transport import SCHEME  # noqa: E402
 from streams.worker import EngineWorker  # noqa: E402
+from benchmarks.session import SessionReport, session_replay  # noqa: E402
 
 DAY = dt.date(2026, 1, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One row of the closing results table; the numbers are None for a row that is only a note (latency)."""
+
+    name: str
+    ticks_per_s: float | None
+    ticks: int | None
+    seconds: float | None
+    note: str
 
 
 def deployments(user_id: str) -> list[Deployment]:
@@ -192,8 +215,8 @@ async def latency(settings: Settings, bootstrap: str, dsn: str, rate: float, sec
             "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat) else None}
 
 
-async def main(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING)
+async def worker_runs(args: argparse.Namespace) -> list[Figure]:
+    """Sections 1-3 on one embedded PostgreSQL and in-process brokers; print each figure, return them all."""
     home = Path(tempfile.mkdtemp(prefix="sharewise-bench-"))
     settings = Settings(home=home, partitions=8)
     dsn = start_postgres(settings)
@@ -218,13 +241,76 @@ async def main(args: argparse.Namespace) -> None:
         print(f"latency @ {lat['rate']:,.0f} ticks/s: tick -> signal in PostgreSQL p50 {lat['p50_ms']:.1f} ms,"
               f" p99 {lat['p99_ms']:.1f} ms over {lat['signals']} signals")
     stop_postgres(settings)
+    return worker_figures(runs, args.packets, peer, lat)
 
 
-if __name__ == "__main__":
+def worker_figures(runs: list[dict], packets: list[int], peer: dict, lat: dict) -> list[Figure]:
+    """The table rows of sections 1-3, from the dicts :func:`throughput`, the peer and :func:`latency` return."""
+    rows = [Figure(f"engine worker, packets of {p}", r["ticks_per_s"], r["ticks"], r["seconds"],
+                   "in-process worker, committed in PostgreSQL") for r, p in zip(runs, packets)]
+    rows.append(Figure("plain Faust peer", peer["ticks_per_s"], peer["ticks"], peer["seconds"],
+                       "one event at a time, decode + awaited send"))
+    rows.append(Figure(f"latency @ {lat['rate']:,.0f} ticks/s", None, None, None,
+                       f"tick -> signal in PostgreSQL p50 {number(lat['p50_ms'], '.1f')} ms,"
+                       f" p99 {number(lat['p99_ms'], '.1f')} ms"
+                       f" over {lat['signals']} signals"))
+    return rows
+
+
+def session_figure(report: SessionReport) -> Figure:
+    """The table row of section 4: the whole command's wall clock, and whether its outcome was right."""
+    verdict = "OK" if not report.problems else "PROBLEMS: " + "; ".join(report.problems)
+    return Figure("session replay (sharewise up)", report.ticks_per_s, report.ticks, report.run.wall_s,
+                  f"whole CLI command incl. start-up, exit code {report.run.exit_code}; {verdict}")
+
+
+def results_table(figures: list[Figure]) -> None:
+    """Print every figure of this run as one aligned table."""
+    print(f"\n{'results':<32} {'ticks/s':>10} {'ticks':>11} {'seconds':>9}  note")
+    for f in figures:
+        print(f"{f.name:<32} {number(f.ticks_per_s, ',.0f'):>10} {number(f.ticks, ','):>11}"
+              f" {number(f.seconds, '.2f'):>9}  {f.note}")
+
+
+def number(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the chosen sections, print the results table; 1 when the session replay found a problem, else 0."""
+    logging.basicConfig(level=logging.WARNING)
+    figures = aio.run(worker_runs(args)) if args.only in (None, "worker") else []
+    failed = False
+    if args.only == "session" or (args.only is None and not args.skip_session):
+        report = session_replay(args.session_symbols, args.session_seconds, DAY, args.session_timeout)
+        figures.append(session_figure(report))
+        failed = bool(report.problems)
+    results_table(figures)
+    return 1 if failed else 0
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--packets", type=int, nargs="+", default=[100, 500], help="ticks per packet, one run each")
     parser.add_argument("--peer-ticks", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    aio.run(main(parser.parse_args()))
+    sections = parser.add_mutually_exclusive_group()
+    sections.add_argument("--only", choices=["worker", "session"], help="worker: sections 1-3; session: section 4")
+    sections.add_argument("--skip-session", action="store_true", help="sections 1-3 only (same as --only worker)")
+    instruments = len(load_instruments(Settings(home=Path("/nonexistent"))))
+    parser.add_argument("--session-symbols", type=int, default=instruments, help="first N instruments of the registry")
+    parser.add_argument("--session-seconds", type=int, default=SESSION_SECONDS, help="seconds of session from 09:15")
+    parser.add_argument("--session-timeout", type=float, default=3600.0, help="stop the replay command after this")
+    args = parser.parse_args()
+    if not 1 <= args.session_symbols <= instruments:
+        parser.error(f"--session-symbols must be 1..{instruments}")
+    if not 1 <= args.session_seconds <= SESSION_SECONDS:
+        parser.error(f"--session-seconds must be 1..{SESSION_SECONDS} (09:15:00 to 15:29:59)")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -85,6 +85,10 @@ class Reason(StrEnum):
     UNKNOWN_SYMBOL = "unknown_symbol"
     OUT_OF_SESSION = "out_of_session"
     LATE = "late"
+    #: a forwarded tick that belongs to yet another partition (workers disagree on the partition count)
+    MISROUTED = "misrouted"
+    #: a line larger than a whole Kafka message may be (``SHAREWISE_MAX_MESSAGE_BYTES``); dead-lettered by the feed
+    TOO_LARGE = "too_large"
 
     @property
     def status(self) -> int:

@@ -15,6 +15,9 @@ variable                       meaning                                     defau
 ``SHAREWISE_INSTRUMENTS``      extra instrument list file (one per line)   (built-in NIFTY 50 list)
 ``SHAREWISE_METRICS_PORT``     port of ``/metrics`` (0: any free port)     (no metrics endpoint)
 ``SHAREWISE_METRICS_HOST``     address ``/metrics`` listens on             ``127.0.0.1``
+``SHAREWISE_MAX_MESSAGE_BYTES`` largest Kafka message the engine produces  ``1000000``
+``SHAREWISE_SEND_TIMEOUT``     seconds before an undelivered send fails    ``30``
+``SHAREWISE_DRAIN_TIMEOUT``    ``--until-drained``: seconds without progress before exit 3  ``120``
 =============================  ==========================================  =========================
 """
 
@@ -30,6 +33,8 @@ import platformdirs
 
 from engine.errors import ConfigError
 
+#: the smallest message limit that still holds a dead-letter record with a useful prefix of its original
+MIN_MESSAGE_BYTES = 16_384
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@")
 
 
@@ -54,6 +59,9 @@ class Settings:
     instruments_file: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    max_message_bytes: int = 1_000_000
+    send_timeout_s: float = 30.0
+    drain_timeout_s: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +91,9 @@ class Settings:
             instruments_file=Path(instruments).expanduser() if instruments else None,
             metrics_port=_int(env, "SHAREWISE_METRICS_PORT", 0, minimum=0) if env.get("SHAREWISE_METRICS_PORT") else None,
             metrics_host=env.get("SHAREWISE_METRICS_HOST") or "127.0.0.1",
+            max_message_bytes=_int(env, "SHAREWISE_MAX_MESSAGE_BYTES", 1_000_000, minimum=MIN_MESSAGE_BYTES),
+            send_timeout_s=max(_float(env, "SHAREWISE_SEND_TIMEOUT", 30.0), 1.0),
+            drain_timeout_s=max(_float(env, "SHAREWISE_DRAIN_TIMEOUT", 120.0), 1.0),
         )
 
     @property

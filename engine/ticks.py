@@ -102,6 +102,11 @@ class DecodedTicks:
     def __len__(self) -> int:
         return len(self.ts_ns)
 
+    def select(self, keep: np.ndarray) -> DecodedTicks:
+        """The ticks where the mask ``keep`` is true; rejects and lines are shared, indexes kept."""
+        return DecodedTicks(self.inst[keep], self.ts_ns[keep], self.price[keep], self.qty[keep], self.message[keep],
+                            self.line[keep], self.rejects, self.lines)
+
     def rejected_by(self, status: np.ndarray) -> list[Reject]:
         """Rejects for the good ticks whose aggregator ``status`` is nonzero (e.g. ``late``)."""
         out = []
@@ -395,10 +400,7 @@ def _drop_out_of_session(d: DecodedTicks) -> DecodedTicks:
         m, n = int(d.message[k]), int(d.line[k])
         d.rejects.append(Reject(m, n, d.lines[m][n], Reason.OUT_OF_SESSION, _KERNEL_DETAIL[Reason.OUT_OF_SESSION]))
     d.rejects.sort(key=lambda r: (r.message, r.line))
-    keep = ~bad
-    return DecodedTicks(
-        d.inst[keep], d.ts_ns[keep], d.price[keep], d.qty[keep], d.message[keep], d.line[keep], d.rejects, d.lines
-    )
+    return d.select(~bad)
 
 
 def encode_tick(tick: Tick) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import asyncpg
 from asyncpg.exceptions._base import InternalClientError
 
+from engine.errors import TransientError
 from engine.settings import redact
 
 log = logging.getLogger("sharewise.sinks")
@@ -36,6 +37,8 @@ RETRYABLE = (*_CLIENT_SIDE, asyncpg.PostgresConnectionError, asyncpg.CannotConne
 
 def retryable(exc: BaseException) -> bool:
     """True for an outage (the same batch may succeed later), False for a batch the database refuses."""
+    if isinstance(exc, TransientError):  # db.connect's ServiceUnavailable
+        return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_CLASSES)
     return isinstance(exc, _CLIENT_SIDE)

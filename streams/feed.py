@@ -17,11 +17,14 @@ from typing import Iterator
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from engine.domain import Reason
 from engine.errors import ConfigError
+from engine.messages import DEFAULT_MAX_MESSAGE_BYTES, dead_letter_record, pack_lines
 from engine.partitioner import partition_for
 from engine.ticks import encode_columnar
-
+from streams.admin import list_topics
 from streams.topics import MARKET_TICKS as TICKS
+from streams.topics import MARKET_TICKS_DLQ as DLQ
 
 
 class PacketProducer:
@@ -37,12 +40,16 @@ class PacketProducer:
     clock, so at low rates packets stay small and latency does not grow.
     """
 
-    def __init__(self, bootstrap: str, partitions: int, *, max_ticks: int = 500) -> None:
+    def __init__(self, bootstrap: str, partitions: int, *, max_ticks: int = 500,
+                 max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.partitions = partitions
         self.max_ticks = max_ticks
+        self.max_bytes = max_bytes
         self.sent_lines = 0
         self.sent_packets = 0
+        self.dead_lettered = 0  # lines too large for any message, sent to the DLQ instead
         self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._sizes = [0] * partitions
         self._columns: list[tuple[list, list, list, list]] = [([], [], [], []) for _ in range(partitions)]
         self._pending: list[asyncio.Future] = []
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144,
@@ -59,11 +66,23 @@ class PacketProducer:
             await self._producer.stop()
 
     async def add(self, line: bytes, symbol: str | None) -> None:
+        if len(line) > self.max_bytes:
+            await self._dead_letter_too_large(line)
+            return
         p = partition_for(symbol, self.partitions) if symbol else 0
         buf = self._buffers[p]
         buf.append(line)
-        if len(buf) >= self.max_ticks:
+        self._sizes[p] += len(line) + 1
+        if len(buf) >= self.max_ticks or self._sizes[p] > self.max_bytes:
             await self._send(p)
+
+    async def _dead_letter_too_large(self, line: bytes) -> None:
+        """A line no message can hold goes to the DLQ (first bytes, length, sha256), counted, never dropped."""
+        detail = f"{len(line)} bytes: larger than a message may be ({self.max_bytes})"
+        record = dead_letter_record(str(Reason.TOO_LARGE), detail, line, topic=TICKS, partition=None, offset=None,
+                                    line=None, max_bytes=self.max_bytes)
+        self._pending.append(await self._producer.send(DLQ, record))
+        self.dead_lettered += 1
 
     async def add_tick(self, symbol: str, time_ms: int, price: float, qty: float) -> None:
         p = partition_for(symbol, self.partitions)
@@ -76,8 +95,9 @@ class PacketProducer:
     async def _send(self, p: int) -> None:
         buf = self._buffers[p]
         if buf:
-            self._buffers[p] = []
-            await self._send_packet(p, b"\n".join(buf), len(buf))
+            self._buffers[p], self._sizes[p] = [], 0
+            for packet in pack_lines(buf, self.max_bytes):
+                await self._send_packet(p, packet, packet.count(b"\n") + 1)
 
     async def _send_columns(self, p: int) -> None:
         cols = self._columns[p]
@@ -102,6 +122,15 @@ class PacketProducer:
             await self._send(p)
             await self._send_columns(p)
         await self._settle()
+
+
+async def tick_partitions(bootstrap: str, default: int) -> int:
+    """The real partition count of ``market.ticks`` (``default`` when the topic does not exist yet).
+
+    A feed must partition by the topic's own count: packets built for another count would put
+    symbols where their state does not live.
+    """
+    return (await list_topics(bootstrap)).get(TICKS) or default
 
 
 def replay_lines(path: Path) -> Iterator[tuple[bytes, str | None]]:

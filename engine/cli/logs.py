@@ -22,6 +22,8 @@ def setup_logging(settings: Settings, name: str, *, stderr_level: int = logging.
     to_err = logging.StreamHandler(sys.stderr)
     to_err.setFormatter(fmt)
     to_err.setLevel(stderr_level)
+    # a record the command itself reports as its one red error line (a worker's failure) stays in the file
+    to_err.addFilter(lambda record: not getattr(record, "file_only", False))
     root = logging.getLogger()
     root.handlers[:] = [to_file, to_err]
     root.setLevel(settings.log_level)

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -54,19 +55,31 @@ def worker(
             await w.start()
             err.print(f"worker {w.worker_id} in group {group} on {rt.bootstrap}: {len(deployments)} strategies active")
             try:
-                await stop.wait()
+                await until_stopped_or_failed(stop, w)
             finally:
                 await w.stop()
                 err.print(f"worker stopped: {orjson.dumps(w.stats.as_dict()).decode()}")
+            if w.failure is not None:
+                raise w.failure
 
     aio.run(run())
+
+
+async def until_stopped_or_failed(stop: asyncio.Event, worker: Any) -> None:
+    """Wait until SIGINT/SIGTERM (``stop``) or until the worker fails, whichever comes first."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.failed.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: float, speed: float,
                     stop: asyncio.Event, duration: float | None = None, seed: int = 7,
                     on_progress: object = None) -> int:
     """Produce synthetic ticks at ``rate`` ticks per wall second, market time running ``speed`` x real time."""
-    from streams.feed import PacketProducer
+    from streams.feed import PacketProducer, tick_partitions
 
     registry = load_instruments(settings)
     chosen = registry.instruments[: max(1, min(symbols, len(registry)))]
@@ -75,7 +88,8 @@ async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: f
     names = [i.symbol for i in chosen]
     step = 0.1
     started = time.monotonic()
-    async with PacketProducer(bootstrap, settings.partitions) as producer:
+    partitions = await tick_partitions(bootstrap, settings.partitions)
+    async with PacketProducer(bootstrap, partitions, max_bytes=settings.max_message_bytes) as producer:
         while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
             tick_started = time.monotonic()
             batch = feed.advance(step * speed)
@@ -89,22 +103,26 @@ async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: f
         return producer.sent_lines
 
 
-async def run_replay(bootstrap: str, settings: Settings, path: Path, *, show_progress: bool = True) -> int:
-    """Produce every tick of ``path`` as fast as possible; return the number of lines sent."""
-    from streams.feed import PacketProducer, count_lines, replay_lines
+async def run_replay(bootstrap: str, settings: Settings, path: Path, *, show_progress: bool = True) -> tuple[int, int]:
+    """Produce every tick of ``path`` as fast as possible.
+
+    Returns (lines sent to ``market.ticks``, lines too large for any message, dead-lettered by the feed).
+    """
+    from streams.feed import PacketProducer, count_lines, replay_lines, tick_partitions
 
     total = count_lines(path)
+    partitions = await tick_partitions(bootstrap, settings.partitions)
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, disable=not show_progress, transient=True) as progress:
         task = progress.add_task("replay", total=total)
-        async with PacketProducer(bootstrap, settings.partitions) as producer:
+        async with PacketProducer(bootstrap, partitions, max_bytes=settings.max_message_bytes) as producer:
             for n, (line, symbol) in enumerate(replay_lines(path), 1):
                 await producer.add(line, symbol)
                 if n % 5000 == 0:
                     progress.update(task, completed=n)
             await producer.flush()
             progress.update(task, completed=producer.sent_lines)
-        return producer.sent_lines
+        return producer.sent_lines, producer.dead_lettered
 
 
 @feed_app.command("synth")
@@ -142,8 +160,9 @@ def feed_replay(file: Path = typer.Argument(..., help="CSV time,symbol,price,qty
     async def run() -> None:
         with services(settings, database=False) as rt:
             assert rt.bootstrap
-            sent = await run_replay(rt.bootstrap, settings, file)
-            out.print(f"replayed {sent} ticks from {file} to market.ticks")
+            sent, too_large = await run_replay(rt.bootstrap, settings, file)
+            out.print(f"replayed {sent} ticks from {file} to market.ticks"
+                      + (f"; {too_large} line(s) too large for a message, dead-lettered" if too_large else ""))
 
     aio.run(run())
 

@@ -3,7 +3,11 @@
 ``--replay FILE --until-drained --json`` replays a tick file instead of the synthetic feed,
 waits until every tick is processed and every sink has committed, prints one JSON object
 ``{"ticks": N, "dlq": N, "bars": N, "signals": N}`` (counts of this run) and exits 0.
-``--until-drained`` assumes this process's worker is the only member of its consumer group.
+It exits 0 only when PostgreSQL holds every bar, signal and notification this run emitted; the
+summary's ``bars`` and ``signals`` are what PostgreSQL holds of them. Otherwise it exits 3 naming
+the topic and the shortfall (or, when the worker fails, with the worker's error). Without a
+terminal (piped, logged, systemd), ``up`` prints a plain progress line every 10 s instead of the
+live panel. ``--until-drained`` assumes this process's worker is the only member of its consumer group.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
 from engine.cli.logs import setup_logging
-from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event
+from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event, until_stopped_or_failed
 from engine.cli.runtime import Runtime, services
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Inconsistency
 from engine.settings import Settings
 from streams.topics import MARKET_BARS, MARKET_TICKS, NOTIFICATIONS, SIGNALS
 
@@ -80,17 +84,14 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     deployments, _ = await active_deployments(rt.dsn)
     say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
     stop = stop_event()
-    worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments)
+    worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments, track_outputs=until_drained)
     baseline = await _marks(rt.bootstrap, (MARKET_TICKS, *OUTPUT_TOPICS))
     await worker.start()
+    progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say))
     try:
         if until_drained:
             assert replay is not None
-            await run_replay(rt.bootstrap, settings, replay, show_progress=not json_out)
-            await _drain(worker, rt.bootstrap, baseline, stop)
-            summary = {"ticks": worker.stats.ticks, "dlq": sum(worker.stats.dlq.values()),
-                       "bars": worker.stats.bars, "signals": worker.stats.signals}
-            print(orjson.dumps(summary).decode()) if json_out else out.print(summary)
+            await _replay_until_drained(settings, rt, worker, replay, baseline, stop, json_out)
             return
         server_task, address = await _start_feed_server(settings, rt, stop)
         say(f"websocket feed on {address}; live page at {address.replace('ws://', 'http://')}/ — get a token with:"
@@ -99,13 +100,39 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
                 run_synth(rt.bootstrap, settings, symbols=52, rate=rate, speed=speed, stop=stop))
         feed_task = asyncio.create_task(feed)
         rt.origin["websocket"] = address
-        await _live(settings, rt, worker, stop, feed_task)
+        if progress is None:
+            await _live(settings, rt, worker, stop, feed_task)
+        else:
+            await until_stopped_or_failed(stop, worker)
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
         stop.set()
         await asyncio.gather(server_task, return_exceptions=True)
     finally:
+        if progress is not None:
+            progress.cancel()
         await worker.stop()
+    if worker.failure is not None:
+        raise worker.failure
+
+
+async def _replay_until_drained(settings: Settings, rt: Runtime, worker: Any, replay: Path,
+                                baseline: dict[str, dict[int, int]], stop: asyncio.Event, json_out: bool) -> None:
+    """Replay, drain, check PostgreSQL holds every output of this run, print the summary (see the module doc)."""
+    assert rt.dsn
+    feed = asyncio.create_task(run_replay(rt.bootstrap, settings, replay, show_progress=not json_out and out.is_terminal))
+    failed = asyncio.create_task(worker.failed.wait())
+    await asyncio.wait({feed, failed}, return_when=asyncio.FIRST_COMPLETED)
+    failed.cancel()
+    if worker.failure is not None:
+        feed.cancel()
+        raise worker.failure
+    _, too_large = feed.result()
+    await _drain(worker, rt.bootstrap, baseline, stop, settings.drain_timeout_s)
+    held = await _held(rt.dsn, worker.outputs.emitted)
+    summary = {"ticks": worker.stats.ticks, "dlq": sum(worker.stats.dlq.values()) + too_large,
+               "bars": held[MARKET_BARS], "signals": held[SIGNALS]}
+    print(orjson.dumps(summary).decode(), flush=True) if json_out else out.print(summary)
 
 
 async def _start_feed_server(settings: Settings, rt: Runtime, stop: asyncio.Event) -> tuple[asyncio.Task, str]:
@@ -131,41 +158,112 @@ async def _marks(bootstrap: str, topics: tuple[str, ...]) -> dict[str, dict[int,
 
 
 async def _wait_caught_up(worker: Any, topic: str, before: dict[int, int], after: dict[int, int],
-                          stop: asyncio.Event) -> None:
-    """Until the worker has passed ``after`` on every partition that grew since ``before``."""
+                          stop: asyncio.Event, timeout: float) -> None:
+    """Until the worker has passed ``after`` on every partition that grew since ``before``.
+
+    Raises the worker's failure if it fails, and :class:`Inconsistency` (exit 3) naming the topic
+    and the shortfall when nothing moves for ``timeout`` seconds while no sink is in an outage.
+    """
     todo = {p: h for p, h in after.items() if h > before.get(p, 0)}
+    moved, seen = time.monotonic(), -1
     while not stop.is_set():
+        if worker.failure is not None:
+            raise worker.failure
         done = worker.positions.get(topic, {})
-        if all(done.get(p, 0) >= h for p, h in todo.items()):
+        short = sum(h - done.get(p, 0) for p, h in todo.items() if done.get(p, 0) < h)
+        if not short:
             return
+        reached = sum(done.get(p, 0) for p in todo)
+        if reached != seen or _sink_outage(worker):
+            moved, seen = time.monotonic(), reached
+        elif time.monotonic() - moved > timeout:
+            raise Inconsistency(f"--until-drained: {short:,} message(s) of {topic} emitted by this run were not"
+                                f" consumed and committed ({timeout:.0f}s without progress)")
         await asyncio.sleep(0.05)
     raise KeyboardInterrupt
 
 
-async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]], stop: asyncio.Event) -> None:
-    """Every replayed tick processed, every open bar closed, every output committed by its sink."""
-    ticks_now = await _marks(bootstrap, (MARKET_TICKS,))
-    await _wait_caught_up(worker, MARKET_TICKS, baseline[MARKET_TICKS], ticks_now[MARKET_TICKS], stop)
+def _sink_outage(worker: Any) -> bool:
+    return any(sink.status.outage_since is not None for sink, _ in worker.sinks.values())
+
+
+async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]], stop: asyncio.Event,
+                 timeout: float) -> None:
+    """Every replayed (and forwarded) tick processed, every open bar closed, every output committed by its sink."""
+    marks = await _marks(bootstrap, (MARKET_TICKS,))
+    while True:  # forwarded ticks land on market.ticks while it drains: until its end stops moving
+        await _wait_caught_up(worker, MARKET_TICKS, baseline[MARKET_TICKS], marks[MARKET_TICKS], stop, timeout)
+        again = await _marks(bootstrap, (MARKET_TICKS,))
+        if again == marks:
+            break
+        marks = again
     await worker.flush_bars()
     outputs_now = await _marks(bootstrap, OUTPUT_TOPICS)
     for topic in OUTPUT_TOPICS:
-        await _wait_caught_up(worker, topic, baseline[topic], outputs_now[topic], stop)
+        await _wait_caught_up(worker, topic, baseline[topic], outputs_now[topic], stop, timeout)
+
+
+#: where each output topic's rows live
+_TABLES = {MARKET_BARS: "analytics_marketdata", SIGNALS: "trading_signal", NOTIFICATIONS: "notifications_notification"}
+
+
+async def _held(dsn: str, emitted: dict[str, set] | None) -> dict[str, int]:
+    """How many of the outputs this run emitted PostgreSQL holds, per topic; exit 3 naming any shortfall."""
+    from db.connect import connect
+
+    assert emitted is not None
+    held: dict[str, int] = {}
+    conn = await connect(dsn)
+    try:
+        for topic, table in _TABLES.items():
+            ids = list(emitted[topic])
+            held[topic] = int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE id = ANY($1::uuid[])", ids))
+    finally:
+        await conn.close()
+    missing = {topic: len(emitted[topic]) - n for topic, n in held.items() if n < len(emitted[topic])}
+    if missing:
+        raise Inconsistency("--until-drained: PostgreSQL lacks outputs of this run: " + ", ".join(
+            f"{topic}: {n:,} of {len(emitted[topic]):,} missing from {_TABLES[topic]}" for topic, n in missing.items()))
+    return held
+
+
+async def _plain_progress(rt: Runtime, worker: Any, say: Any, interval: float = 10.0) -> None:
+    """Without a terminal (piped, logged, systemd): one plain progress line every ``interval`` seconds."""
+    last = (time.monotonic(), worker.stats.ticks)
+    while True:
+        await asyncio.sleep(interval)
+        now, st = time.monotonic(), worker.stats
+        rate = (st.ticks - last[1]) / max(now - last[0], 1e-9)
+        last = (now, st.ticks)
+        say(f"progress: ticks {st.ticks:,} ({rate:,.0f}/s), dlq {sum(st.dlq.values()):,}, bars {st.bars:,},"
+            f" signals {st.signals:,}, lag {await _lag(rt, worker):,}, sink backlog {st.sink_backlog:,}", soft_wrap=True)
+
+
+async def _lag(rt: Runtime, worker: Any) -> int:
+    """Messages of the engine's topics not yet processed by this worker (fetch high watermarks)."""
+    from streams.admin import high_watermarks
+
+    total = 0
+    for topic in (MARKET_TICKS, *OUTPUT_TOPICS):
+        done = worker.positions.get(topic, {})
+        total += sum(max(h - done.get(p, h), 0) for p, h in (await high_watermarks(rt.bootstrap, topic)).items())
+    return total
 
 
 async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Event, feed: asyncio.Task) -> None:
     started = time.monotonic()
     last = (started, 0)
     with Live(console=out, refresh_per_second=2) as live:
-        while not stop.is_set():
+        while not stop.is_set() and worker.failure is None:
             now = time.monotonic()
             rate = (worker.stats.ticks - last[1]) / max(now - last[0], 1e-9)
             last = (now, worker.stats.ticks)
             live.update(await _panel(settings, rt, worker, rate, int(now - started), feed))
             try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await asyncio.wait_for(until_stopped_or_failed(stop, worker), timeout=1.0)
             except TimeoutError:
                 pass
-    out.print("stopping…")
+    out.print("stopping…" if worker.failure is None else f"[red]worker failed: {worker.failure}[/] — stopping…")
 
 
 async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, uptime: int, feed: asyncio.Task) -> Panel:

@@ -72,6 +72,7 @@ def test_bar_span_aligned_to_session(tf: Timeframe, when: str, opens: str, ends:
 def test_reason_codes_are_stable_and_round_trip_through_status() -> None:
     assert [r.value for r in REASONS] == [
         "bad_json", "missing_field", "bad_price", "bad_qty", "bad_time", "unknown_symbol", "out_of_session", "late",
+        "misrouted", "too_large",
     ]  # fmt: skip
     assert all(Reason.from_status(r.status) is r for r in Reason)
     assert min(r.status for r in Reason) == 1

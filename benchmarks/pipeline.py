@@ -301,7 +301,8 @@ def parse_args() -> argparse.Namespace:
     sections.add_argument("--only", choices=["worker", "session"], help="worker: sections 1-3; session: section 4")
     sections.add_argument("--skip-session", action="store_true", help="sections 1-3 only (same as --only worker)")
     instruments = len(load_instruments(Settings(home=Path("/nonexistent"))))
-    parser.add_argument("--session-symbols", type=int, default=instruments, help="first N instruments of the registry")
+    parser.add_argument("--session-symbols", type=int, default=instruments,
+                        help="N instruments: those the demo strategies trade first, then registry order")
     parser.add_argument("--session-seconds", type=int, default=SESSION_SECONDS, help="seconds of session from 09:15")
     parser.add_argument("--session-timeout", type=float, default=3600.0, help="stop the replay command after this")
     args = parser.parse_args()

@@ -30,11 +30,12 @@ import numpy as np
 import orjson
 
 from db.embedded import start_postgres, stop_postgres
+from db.seed_demo import NIFTY_SYMBOLS
 from engine.cli import aio
 from engine.cli.assemble import active_deployments
 from engine.errors import EngineError
 from engine.feeds.synth import ANNUAL_VOL, TRADING_SECONDS_PER_YEAR, intraday_vol_factor, session_start
-from engine.instruments import InstrumentRegistry, load_instruments
+from engine.instruments import Instrument, InstrumentRegistry, load_instruments
 from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
 from engine.pipeline import SignalPipeline, Step
 from engine.settings import Settings
@@ -46,29 +47,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {"ticks", "dlq", "bars", "signals"}
 
 
-def write_session(path: Path, registry: InstrumentRegistry, symbols: int, seconds: int, day: dt.date,
-                  seed: int = 17) -> int:
-    """Write ``seconds`` x ``symbols`` ticks (the registry's first ``symbols``) to ``path``; return the count.
+def session_instruments(registry: InstrumentRegistry, n: int) -> list[Instrument]:
+    """``n`` instruments of ``registry``: those the demo tenant's strategies trade first, so that a small
+    session still yields signals, then the others in registry order."""
+    traded = [i for i in registry.instruments if i.symbol in NIFTY_SYMBOLS]
+    return (traded + [i for i in registry.instruments if i.symbol not in NIFTY_SYMBOLS])[:n]
+
+
+def write_session(path: Path, instruments: list[Instrument], seconds: int, day: dt.date, seed: int = 17) -> int:
+    """Write ``seconds`` x ``len(instruments)`` ticks to ``path``; return the count.
 
     One tick per instrument per second, every instrument of second ``s`` before any of ``s + 1``. Prices
     follow a seeded GBM with the synthetic feed's volatility and intraday U shape, on the 0.05 tick grid,
     so the same arguments write the same file. (:class:`SyntheticFeed` draws a random instrument per tick,
     hence no fixed tick per instrument per second.)
     """
-    names = registry.symbols[:symbols]
-    start = np.array([i.typical_price for i in registry.instruments[:symbols]])
+    names = [i.symbol for i in instruments]
+    start = np.array([i.typical_price for i in instruments])
     rng = np.random.default_rng(seed)
     sigma = ANNUAL_VOL * intraday_vol_factor(np.arange(seconds, dtype=np.float64)) / math.sqrt(TRADING_SECONDS_PER_YEAR)
-    steps = rng.standard_normal((seconds, symbols)) * sigma[:, None] - 0.5 * sigma[:, None] ** 2
+    steps = rng.standard_normal((seconds, len(names))) * sigma[:, None] - 0.5 * sigma[:, None] ** 2
     prices = np.round(np.round(start * np.exp(np.cumsum(steps, axis=0)) / 0.05) * 0.05, 2)
-    qty = rng.geometric(0.02, (seconds, symbols))
+    qty = rng.geometric(0.02, (seconds, len(names)))
     first_ms = int(session_start(day).timestamp() * 1000)
     with path.open("wb") as f:
         for s in range(seconds):
             t = first_ms + 1000 * s
             f.write(b"".join(orjson.dumps({"symbol": sym, "time": t, "price": p, "qty": q}) + b"\n"
                              for sym, p, q in zip(names, prices[s].tolist(), qty[s].tolist())))
-    return seconds * symbols
+    return seconds * len(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,7 @@ class CommandRun:
     wall_s: float
     exit_code: int
     timed_out: bool
-    summary: dict | None  # None when stdout's last line is not the documented summary object
+    summary: dict[str, int] | None  # None when stdout's last line is not the documented summary object
     log: Path
 
 
@@ -115,7 +122,7 @@ def _finish(proc: subprocess.Popen, timeout_s: float) -> tuple[bytes, bool]:
         return proc.communicate()[0], True
 
 
-def _summary(stdout: bytes) -> dict | None:
+def _summary(stdout: bytes) -> dict[str, int] | None:
     """The JSON object on the last line of ``stdout`` if it has exactly the summary's keys, else None."""
     lines = stdout.strip().splitlines()
     try:
@@ -193,6 +200,7 @@ class DatabaseCheck:
     signals: RowDiff | None = None
     ticks: int = 0  # ticks the reference accepts
     dlq: int = 0  # lines the reference rejects
+    strategies: int = 0  # deployments found in the database, run by the reference
     error: str | None = None
 
 
@@ -211,7 +219,8 @@ def check_database(path: Path, home: Path, registry: InstrumentRegistry) -> Data
     except (EngineError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         return DatabaseCheck(error=f"{type(exc).__name__}: {exc}")
     ref = session_reference(path, registry, deployments, lateness_s=settings.allowed_lateness_s)
-    return DatabaseCheck(RowDiff.of(bars, ref.bars), RowDiff.of(signals, ref.signals), ref.ticks, len(ref.dlq))
+    return DatabaseCheck(RowDiff.of(bars, ref.bars), RowDiff.of(signals, ref.signals), ref.ticks, len(ref.dlq),
+                         len(deployments))
 
 
 async def _tables(dsn: str) -> tuple[list[tuple], list[tuple], list[Deployment]]:
@@ -263,7 +272,7 @@ def session_replay(symbols: int, seconds: int, day: dt.date, timeout_s: float) -
     work = Path(tempfile.mkdtemp(prefix="sharewise-session-"))
     registry = load_instruments(Settings(home=work / "home"))
     path, home, log = work / "ticks.jsonl", work / "home", work / "up.stderr.log"
-    ticks = write_session(path, registry, symbols, seconds, day)
+    ticks = write_session(path, session_instruments(registry, symbols), seconds, day)
     print(f"session file  : {ticks:,} ticks ({symbols} instruments x {seconds:,} s from 09:15 IST) in {path}")
     print(f"session run   : SHAREWISE_HOME={home} SHAREWISE_WS_PORT=0 {shlex.join(up_command(path))}")
     print(f"session stderr: {log}")
@@ -280,6 +289,8 @@ def session_replay(symbols: int, seconds: int, day: dt.date, timeout_s: float) -
 
 def _print_check(run: CommandRun, check: DatabaseCheck) -> None:
     """One line per table (DB against reference) and one for the summary's counts against the actual ones."""
+    if not check.error:
+        print(f"  reference: the pure core over the file, {check.strategies} active strategies of the database")
     for name, diff in (("bars", check.bars), ("signals", check.signals)):
         if diff:
             print(f"  {name:<8}: {diff.written:>9,} in DB, {diff.expected:>9,} in reference; {diff.missing:,} missing,"

@@ -25,6 +25,7 @@ class CheckpointAge:
     next_offset: int
     worker_id: str
     age: float
+    cluster_id: str = ""
 
 
 async def worker_beats(conn: asyncpg.Connection) -> list[WorkerBeat]:
@@ -38,11 +39,11 @@ async def worker_beats(conn: asyncpg.Connection) -> list[WorkerBeat]:
 
 async def checkpoint_ages(conn: asyncpg.Connection) -> list[CheckpointAge]:
     """Every checkpoint with its age in seconds, ordered by group, topic and partition."""
-    rows = await _rows(conn, "SELECT group_id, topic, partition, next_offset, worker_id,"
+    rows = await _rows(conn, "SELECT group_id, topic, partition, next_offset, worker_id, cluster_id,"
                              " EXTRACT(EPOCH FROM clock_timestamp() - updated_at)::float8 AS age"
                              " FROM engine.checkpoint ORDER BY group_id, topic, partition")
     return [CheckpointAge(r["group_id"], r["topic"], r["partition"], r["next_offset"], r["worker_id"],
-                          max(r["age"], 0.0)) for r in rows]
+                          max(r["age"], 0.0), r["cluster_id"]) for r in rows]
 
 
 async def _rows(conn: asyncpg.Connection, sql: str) -> list[asyncpg.Record]:

@@ -12,7 +12,9 @@ seconds apart at both ends; with less history no trend rule fires):
 
 Outside the groups: the broker cannot be read -> ``ERR``; a group whose workers report
 heartbeats has none fresher than ``worker_timeout`` while its lag is above zero -> ``ERR``
-(the work waits and nobody reports on it).
+(the work waits and nobody reports on it); a checkpoint that belongs to another log (another
+cluster id, or an offset beyond the partition's high watermark: the embedded broker restarted
+empty) -> ``WARN`` with the reason, until the worker's next checkpoint replaces it.
 """
 
 from __future__ import annotations
@@ -155,6 +157,33 @@ def evaluate(snapshot: ClusterSnapshot, history: History, *, groups: Collection[
     lag = {g: snapshot.group_lag(g) for g in watched}
     return Verdict.of(history.findings(watched) + worker_findings(
         [b for b in beats if b.group in watched], lag, worker_timeout))
+
+
+@dataclass(frozen=True, slots=True)
+class SavedOffset:
+    """A checkpoint's position: which group and partition, its next offset, and the log it was taken in."""
+
+    group: str
+    topic: str
+    partition: int
+    next_offset: int
+    cluster_id: str
+
+
+def log_findings(saved: Iterable[SavedOffset], cluster_id: str, highs: Mapping[str, Mapping[int, int]]) -> list[Finding]:
+    """``WARN`` for each checkpoint whose offsets mean nothing in the current log (see the module doc)."""
+    found = []
+    for s in saved:
+        high = highs.get(s.topic, {}).get(s.partition, 0)
+        if s.cluster_id and cluster_id and s.cluster_id != cluster_id:
+            why = f"belongs to another log (cluster {s.cluster_id}, the broker's is {cluster_id})"
+        elif s.next_offset > high:
+            why = f"offset {s.next_offset} lies beyond the high watermark {high}"
+        else:
+            continue
+        found.append(Finding(Status.WARN, f"checkpoint {s.group} {s.topic}[{s.partition}]",
+                             f"{why}: the partition resumes from the log's start, state kept, until its next checkpoint"))
+    return found
 
 
 def broker_down(where: str, detail: str) -> Verdict:

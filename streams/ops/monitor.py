@@ -19,7 +19,8 @@ from db.heartbeats import CheckpointAge, checkpoint_ages, worker_beats
 from engine.errors import EngineError, ServiceUnavailable
 from engine.ops.dlq import DeadLetterTally, DlqEntry, is_replay_group
 from engine.ops.snapshot import ClusterSnapshot, commit_rates, topic_rates
-from engine.ops.status import History, Verdict, WorkerBeat, broker_down, evaluate
+from engine.ops.status import History, SavedOffset, Verdict, WorkerBeat, broker_down, evaluate, log_findings
+from streams.admin import cluster_id
 from streams.ops.cluster import ClusterProbe
 from streams.ops.dlq import update_tally
 from streams.topics import MARKET_TICKS_DLQ
@@ -61,6 +62,7 @@ class Monitor:
         self._probe: ClusterProbe | None = None
         self._conn: Any = None
         self._last: ClusterSnapshot | None = None
+        self._cluster: str | None = None
 
     async def __aenter__(self) -> Monitor:
         return self
@@ -81,6 +83,10 @@ class Monitor:
         self.history.add(snapshot)
         beats, checkpoints, database = await self._bookkeeping()
         verdict = evaluate(snapshot, self.history, groups=self._watched(snapshot), beats=beats)
+        if checkpoints:
+            saved = [SavedOffset(c.group, c.topic, c.partition, c.next_offset, c.cluster_id) for c in checkpoints]
+            highs = {t: {p: e.high for p, e in parts.items()} for t, parts in snapshot.topics.items()}
+            verdict = Verdict.of([*verdict.findings, *log_findings(saved, await self._cluster_id(), highs)])
         previous, self._last = self._last, snapshot
         return Observation(
             snapshot, verdict,
@@ -95,6 +101,14 @@ class Monitor:
         snapshot = await self._probe.snapshot(ages=self.ages)
         await update_tally(self._probe, self.tally, snapshot.topics.get(MARKET_TICKS_DLQ, {}))
         return dataclasses.replace(snapshot, dlq=dict(sorted(self.tally.counts.items())))
+
+    async def _cluster_id(self) -> str:
+        if self._cluster is None:
+            try:
+                self._cluster = await cluster_id(self.bootstrap)
+            except ServiceUnavailable:
+                return ""
+        return self._cluster
 
     def _watched(self, snapshot: ClusterSnapshot) -> set[str]:
         if self.groups is not None:

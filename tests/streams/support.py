@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +14,9 @@ import asyncpg
 import numpy as np
 import orjson
 
-from engine.feeds.synth import IST, SyntheticFeed
-from engine.instruments import InstrumentRegistry
+from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed, next_session_day, session_start
+from engine.instruments import InstrumentRegistry, load_instruments
+from engine.settings import Settings
 from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
 from engine.pipeline import SignalPipeline
 from engine.strategy.runner import Deployment, StrategyRunner
@@ -69,6 +73,50 @@ def make_tick_file(path: Path, *, minutes: float = 180, rate: float = 4.0, seed:
     return TickFile(path, good, bad)
 
 
+#: twenty NIFTY 50 constituents, the demo tenant's five first (its strategies trade those)
+SYMBOLS_20 = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT", "AXISBANK", "KOTAKBANK",
+              "BHARTIARTL", "HINDUNILVR", "BAJFINANCE", "MARUTI", "ASIANPAINT", "TITAN", "SUNPHARMA", "WIPRO",
+              "ULTRACEMCO", "NESTLEIND")
+
+
+def make_session_file(path: Path, symbols: tuple[str, ...], *, sessions: int, ticks: int, seed: int = 3,
+                      day: dt.date = DAY) -> int:
+    """A backfill as users replay one: ``sessions`` whole NSE sessions of ``symbols``, about ``ticks`` ticks,
+    one JSON tick per line in time order (dense: many ticks per 1m bar). Returns the line count."""
+    registry = load_instruments(Settings(home=Path("/nonexistent")))
+    prices = np.array([registry.instruments[registry.index_of(s)].typical_price for s in symbols])
+    feed = SyntheticFeed(prices, seed=seed, start_day=day, ticks_per_market_second=ticks / (sessions * SESSION_SECONDS))
+    with path.open("wb") as out:
+        n = 0
+        for _ in range(sessions):
+            b = feed.advance(SESSION_SECONDS)
+            out.write(b"".join(orjson.dumps({"symbol": symbols[k], "time": t, "price": p, "qty": q}) + b"\n"
+                               for k, t, p, q in zip(b.inst.tolist(), (b.ts_ns // 1_000_000).tolist(),
+                                                     b.price.tolist(), b.qty.tolist())))
+            n += len(b)
+    return n
+
+
+def make_minute_history(path: Path, symbols: tuple[str, ...], *, sessions: int, seed: int = 4,
+                        day: dt.date = DAY) -> int:
+    """Minute history replayed as ticks (sparse): one tick per symbol and minute, so every tick closes a 1m bar."""
+    rng = np.random.default_rng(seed)
+    registry = load_instruments(Settings(home=Path("/nonexistent")))
+    log_price = np.log([registry.instruments[registry.index_of(s)].typical_price for s in symbols])
+    n = 0
+    with path.open("wb") as out:
+        for _ in range(sessions):
+            open_ms = int(session_start(day).timestamp() * 1000)
+            for minute in range(SESSION_SECONDS // 60):
+                log_price += rng.normal(0.0, 0.002, len(symbols))
+                out.write(b"".join(orjson.dumps({"symbol": s, "time": open_ms + minute * 60_000 + 500 + k,
+                                                 "price": round(float(np.exp(lp)), 2), "qty": int(rng.integers(1, 500))})
+                                   + b"\n" for k, (s, lp) in enumerate(zip(symbols, log_price))))
+                n += len(symbols)
+            day = next_session_day(day)
+    return n
+
+
 @dataclass(slots=True)
 class Reference:
     bars: set[tuple]
@@ -78,15 +126,15 @@ class Reference:
 
 
 def offline_reference(path: Path, registry: InstrumentRegistry, deployments: list[Deployment], *,
-                      lateness_s: float, flush: bool) -> Reference:
-    """What the pipeline must write for ``path``: the pure core run tick by tick in file order."""
+                      lateness_s: float, flush: bool, chunk: int = 1) -> Reference:
+    """What the pipeline must write for ``path``: the pure core run in file order, ``chunk`` lines per call
+    (1: tick by tick; results never depend on the split, tests/engine/test_pipeline.py)."""
     pipeline = SignalPipeline(registry, StrategyRunner(deployments), lateness_s=lateness_s)
     bars, signals, dlq, ticks = set(), set(), [], 0
     steps = []
-    for raw in path.read_bytes().splitlines():
-        if not raw.strip():
-            continue
-        decoded = decode_packets([raw], registry)
+    lines = [raw for raw in path.read_bytes().splitlines() if raw.strip()]
+    for start in range(0, len(lines), chunk):
+        decoded = decode_packets(lines[start : start + chunk], registry)
         status, step = pipeline.feed(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
         dlq += [str(r.reason) for r in decoded.rejects + decoded.rejected_by(status)]
         ticks += int(len(status) - np.count_nonzero(status))
@@ -126,6 +174,41 @@ async def database_rows(dsn: str) -> tuple[list[tuple], list[tuple], int]:
     finally:
         await conn.close()
     return bars, signals, notes
+
+
+SHAREWISE = [sys.executable, "-m", "engine.cli"]
+LATENESS = 2.0
+
+
+def engine_env(home: Path, bootstrap: str | None = None, dsn: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a ``sharewise`` child process: this machine's, less any ``SHAREWISE_*``, plus these.
+
+    Without ``bootstrap``/``dsn`` the child starts its own embedded broker/database under ``home``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
+    env.update(SHAREWISE_HOME=str(home), SHAREWISE_ALLOWED_LATENESS=str(LATENESS), SHAREWISE_WS_PORT="0", **extra)
+    if bootstrap:
+        env["SHAREWISE_KAFKA"] = f"kafka://{bootstrap}"
+    if dsn:
+        env["SHAREWISE_DATABASE_URL"] = dsn
+    return env
+
+
+def up_until_drained(env: dict[str, str], path: Path, *, timeout: float = 240) -> dict:
+    """``sharewise up --replay PATH --until-drained --json``: assert exit 0, return its JSON summary."""
+    done = subprocess.run([*SHAREWISE, "up", "--replay", str(path), "--until-drained", "--json"], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
+def reference_of(path: Path, dsn: str, *, flush: bool, chunk: int = 1) -> Reference:
+    """The offline reference of ``path`` for the active strategies of the database at ``dsn``."""
+    from engine.cli.assemble import active_deployments
+
+    deployments, _ = asyncio.run(active_deployments(dsn))
+    return offline_reference(path, load_instruments(Settings(home=Path("/nonexistent"))), deployments,
+                             lateness_s=LATENESS, flush=flush, chunk=chunk)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:  # noqa: ANN001

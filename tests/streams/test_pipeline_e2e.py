@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,36 +22,20 @@ from aiokafka import AIOKafkaConsumer
 
 from db.embedded import start_postgres, stop_postgres
 from db.seed_demo import seed_demo
-from engine.cli.assemble import active_deployments
-from engine.instruments import load_instruments
 from engine.settings import Settings
 from streams.admin import ensure_topics
 from streams.topics import engine_topics
 from tests.fixtures.postgres import private_home
-from tests.streams.support import database_rows, make_tick_file, offline_reference, wait_for
+from tests.streams.support import (
+    SHAREWISE, database_rows, engine_env, make_tick_file, reference_of, up_until_drained, wait_for,
+)
 
-SHAREWISE = [sys.executable, "-m", "engine.cli"]
-LATENESS = 2.0
-
-
-def _env(home: Path, bootstrap: str, dsn: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
-    env.update(SHAREWISE_HOME=str(home), SHAREWISE_KAFKA=f"kafka://{bootstrap}", SHAREWISE_DATABASE_URL=dsn,
-               SHAREWISE_ALLOWED_LATENESS=str(LATENESS))
-    return env
+_env = engine_env
+_up = up_until_drained
 
 
 def _reference(path: Path, dsn: str, *, flush: bool):
-    deployments, _ = asyncio.run(active_deployments(dsn))
-    return offline_reference(path, load_instruments(Settings(home=Path("/nonexistent"))), deployments,
-                             lateness_s=LATENESS, flush=flush)
-
-
-def _up(env: dict[str, str], path: Path) -> dict:
-    done = subprocess.run([*SHAREWISE, "up", "--replay", str(path), "--until-drained", "--json"], env=env,
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    return reference_of(path, dsn, flush=flush)
 
 
 async def _dlq(bootstrap: str) -> list[dict]:

@@ -21,6 +21,9 @@ metric                                     type     labels
 ``sharewise_notifications_total``          counter  notifications emitted
 ``sharewise_strategy_failures_total``      counter  strategy calls that raised
 ``sharewise_checkpoints_total``            counter  checkpoints written
+``sharewise_ticks_rerouted_total``         counter  misrouted ticks applied at their owner partition
+``sharewise_ticks_forwarded_total``        counter  misrouted ticks forwarded to their owner partition
+``sharewise_log_resets_total``             counter  checkpoints of another log (partition resumed from its start)
 ``sharewise_checkpoint_age_seconds``       gauge    ``group``, ``worker``
 ``sharewise_sink_rows_total``              counter  ``topic`` (rows inserted, duplicates not)
 ``sharewise_sink_write_seconds``           histo    ``topic`` (one batch: COPY + commit)
@@ -104,6 +107,9 @@ _STAT_COUNTERS = (
     ("sharewise_notifications", "notifications", "Notifications emitted."),
     ("sharewise_strategy_failures", "failures", "Strategy calls that raised."),
     ("sharewise_checkpoints", "checkpoints", "Checkpoints written."),
+    ("sharewise_ticks_rerouted", "rerouted", "Misrouted ticks applied at their owner partition after a forward."),
+    ("sharewise_ticks_forwarded", "forwarded", "Misrouted ticks forwarded to their owner partition."),
+    ("sharewise_log_resets", "log_resets", "Partitions whose checkpoint belonged to another log (resumed from its start)."),
 )
 _STAT_TALLIES = (
     ("sharewise_dlq_messages", "Ticks dead-lettered, by reason.", "reason", "dlq"),

@@ -53,8 +53,9 @@ class SinkAgents:
                 try:
                     inserted = await sink.write(rows)  # retries through outages; returns once committed
                 except Exception as exc:
+                    first = (str(exc).splitlines() or [""])[0]  # the details (a whole row) stay in the log
                     raise Inconsistency(f"the database refused a batch of {len(rows)} {topic} rows"
-                                        f" ({type(exc).__name__}: {exc})") from exc
+                                        f" ({type(exc).__name__}: {first})") from exc
                 metrics.SINK_WRITE_SECONDS.labels(topic).observe(time.perf_counter() - started)
                 stats.sink_backlog -= len(rows)
                 stats.sink_rows[topic] += inserted

@@ -64,3 +64,28 @@ def test_up_runs_the_flow_then_stops_cleanly_on_a_signal(sig):
         assert alive == [], f"left behind: {alive}"
         assert not postgres_status(Settings(home=home))["running"]
         assert not (home / "broker.json").exists()
+
+
+def test_up_with_stdout_piped_to_a_file_prints_a_plain_progress_line_every_10_seconds(tmp_path):
+    with private_home("sharewise-up-") as home:
+        log = tmp_path / "up.out"
+        with log.open("w") as stdout:
+            proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--speed", "600", "--rate", "3000"],
+                                    env=_env(home), stdout=stdout, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline and proc.poll() is None and log.read_text().count("progress:") < 2:
+                    time.sleep(0.5)
+                lines = [line for line in log.read_text().splitlines() if line.startswith("progress:")]
+                proc.send_signal(signal.SIGTERM)
+                _, stderr = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        assert proc.returncode == 0, stderr[-3000:]
+        assert len(lines) >= 2, log.read_text()[-3000:]
+        fields = ("ticks", "dlq", "bars", "signals", "lag", "sink backlog")
+        assert all(all(f" {f} " in line for f in fields) for line in lines), lines
+        assert int(lines[-1].split("ticks ")[1].split(" ")[0].replace(",", "")) > 0  # ticks flowed
+        assert "\x1b[" not in log.read_text()  # no terminal control codes in a file
+        assert "stopped cleanly" in log.read_text()

@@ -45,28 +45,39 @@ class Page:
 
 
 async def append(conn: asyncpg.Connection, records: Sequence[FeedRecord],
-                 offsets: dict[tuple[str, int], int]) -> list[Sequenced]:
-    """Give every record its seq and save the Kafka positions reached, in one statement (one transaction).
+                 offsets: dict[tuple[str, int], int], cluster_id: str = "") -> list[Sequenced]:
+    """Give every record its seq and save the Kafka positions reached, in one transaction.
 
     Idempotent per (user, channel, message id). ``offsets`` maps (topic, partition) to the
-    next offset to read; saved with the seqs, so a restart never skips a message.
+    next offset to read; saved with the seqs, so a restart never skips a message, and marked
+    with the log (``cluster_id``) they belong to.
     """
     positions = list(offsets.items())
-    rows = await conn.fetch(
-        "SELECT ord, seq, fresh FROM engine.feed_append($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[], $7::int[], $8::bigint[])",
-        [r.user_id for r in records], [r.channel for r in records], [r.message_id for r in records],
-        [r.symbol for r in records], [r.payload.decode() for r in records],
-        [t for (t, _), _ in positions], [p for (_, p), _ in positions], [o for _, o in positions],
-    )
+    topics, partitions = [t for (t, _), _ in positions], [p for (_, p), _ in positions]
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT ord, seq, fresh FROM engine.feed_append($1::uuid[], $2::text[], $3::text[], $4::text[],"
+            " $5::text[], $6::text[], $7::int[], $8::bigint[])",
+            [r.user_id for r in records], [r.channel for r in records], [r.message_id for r in records],
+            [r.symbol for r in records], [r.payload.decode() for r in records],
+            topics, partitions, [o for _, o in positions],
+        )
+        if positions:
+            await conn.execute(
+                "UPDATE engine.feed_offset SET cluster_id = $3 FROM unnest($1::text[], $2::int[]) AS k(t, p)"
+                " WHERE topic = k.t AND partition = k.p AND cluster_id <> $3", topics, partitions, cluster_id)
     return [Sequenced(records[row["ord"] - 1], row["seq"], row["fresh"]) for row in rows]
 
 
-async def load_offsets(conn: asyncpg.Connection, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+async def load_offsets(conn: asyncpg.Connection, topics: Iterable[str],
+                       cluster_id: str | None = None) -> dict[tuple[str, int], int]:
+    """Saved positions of ``topics``; with ``cluster_id``, only those saved in that log (or before logs were named)."""
     rows = await conn.fetch(
-        "SELECT topic, partition, next_offset FROM engine.feed_offset WHERE topic = ANY($1::text[])", list(topics)
+        "SELECT topic, partition, next_offset, cluster_id FROM engine.feed_offset WHERE topic = ANY($1::text[])",
+        list(topics),
     )
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows
+            if cluster_id is None or r["cluster_id"] in ("", cluster_id)}
 
 
 async def latest_seq(conn: asyncpg.Connection, user_id: str, channel: str) -> int:

@@ -3,8 +3,8 @@
 Every feed server is its own reader (no consumer group: it assigns itself every
 partition), so several servers all fan out. It starts at the positions saved in
 ``engine.feed_offset`` (all messages before them already have their seq), or at the
-beginning of a partition it has never read — or that now ends before the saved position
-(the broker lost its data, e.g. the embedded in-memory broker restarted). Per batch it assigns seqs (or finds the
+beginning of a partition it has never read — or whose saved position belongs to another log
+(another cluster id, or beyond the partition's end: the embedded in-memory broker restarted). Per batch it assigns seqs (or finds the
 ones another server assigned), saves the new positions in the same transaction, and
 only then dispatches, so a client never sees a seq the database does not hold.
 
@@ -35,7 +35,7 @@ from sinks.feed.fanout import Router
 from sinks.feed.history import HistoryGone, Sequenced
 from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, FeedRecord, decode_bars, decode_personal, message_frame
 from sinks.postgres import RETRYABLE
-from streams.admin import high_watermarks
+from streams.admin import cluster_id, high_watermarks
 
 log = logging.getLogger("sharewise.feed")
 
@@ -55,6 +55,7 @@ class FeedIngest:
         self._router = router
         self._channels = {topic: channel for channel, topic in topics.items()}
         self._bar_seq = 0
+        self._cluster_id = ""
         self.stats: Counter[str] = Counter()
         self.ready = asyncio.Event()
 
@@ -79,12 +80,17 @@ class FeedIngest:
         await consumer.topics()  # loads cluster metadata
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(partitions)
+        self._cluster_id = await cluster_id(self._bootstrap)
         async with self._pool.acquire() as conn:
-            saved = await history.load_offsets(conn, topics)
+            everywhere = await history.load_offsets(conn, topics)
+            saved = await history.load_offsets(conn, topics, self._cluster_id)
             self._bar_seq = await history.latest_seq(conn, MARKET_USER, "bars")
         ends = {(t, p): mark for t in topics for p, mark in (await high_watermarks(self._bootstrap, t)).items()}
         for tp in partitions:
             offset = saved.get((tp.topic, tp.partition))
+            if offset is None and (tp.topic, tp.partition) in everywhere:
+                log.warning("%s[%d]: the saved position belongs to another log (the broker's cluster id changed):"
+                            " reading it from the start", tp.topic, tp.partition)
             if offset is not None and offset > ends.get((tp.topic, tp.partition), 0):
                 # the topic is younger than our position (an in-memory broker restarted): read it all;
                 # ids make the re-read harmless. (Tansu does not answer OFFSET_OUT_OF_RANGE here.)
@@ -139,7 +145,7 @@ class FeedIngest:
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    result = await history.append(conn, records, offsets)
+                    result = await history.append(conn, records, offsets, self._cluster_id)
             except RETRYABLE as exc:
                 if not failing:
                     log.warning("feed history unavailable, retrying: %s", type(exc).__name__)

@@ -112,3 +112,23 @@ def test_bar_retention_keeps_the_newest(pg_dsn: str) -> None:
             await conn.close()
 
     asyncio.run(scenario())
+
+
+def test_saved_positions_belong_to_the_log_they_were_read_in(pg_dsn: str) -> None:
+    user = str(uuid.uuid4())
+    topic = f"t.log-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        conn = await connect(pg_dsn)
+        try:
+            await history.append(conn, [record(user, "signals", "x1")], {(topic, 0): 7, (topic, 1): 3}, "cluster-A")
+            assert await history.load_offsets(conn, [topic], "cluster-A") == {(topic, 0): 7, (topic, 1): 3}
+            # the embedded broker restarted: a new log, where offsets 7 and 3 mean nothing
+            assert await history.load_offsets(conn, [topic], "cluster-B") == {}
+            await history.append(conn, [record(user, "signals", "x2")], {(topic, 0): 2}, "cluster-B")
+            assert await history.load_offsets(conn, [topic], "cluster-B") == {(topic, 0): 2}
+            assert await history.load_offsets(conn, [topic]) == {(topic, 0): 2, (topic, 1): 3}
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())

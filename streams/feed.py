@@ -22,7 +22,7 @@ from engine.errors import ConfigError
 from engine.messages import DEFAULT_MAX_MESSAGE_BYTES, dead_letter_record, pack_lines
 from engine.partitioner import partition_for
 from engine.ticks import encode_columnar
-from streams.admin import list_topics
+from streams.admin import ensure_topics, list_topics
 from streams.topics import MARKET_TICKS as TICKS
 from streams.topics import MARKET_TICKS_DLQ as DLQ
 
@@ -125,12 +125,13 @@ class PacketProducer:
 
 
 async def tick_partitions(bootstrap: str, default: int) -> int:
-    """The real partition count of ``market.ticks`` (``default`` when the topic does not exist yet).
+    """The real partition count of ``market.ticks``, creating it and its DLQ with ``default`` partitions if absent.
 
     A feed must partition by the topic's own count: packets built for another count would put
     symbols where their state does not live.
     """
-    return (await list_topics(bootstrap)).get(TICKS) or default
+    await ensure_topics(bootstrap, {TICKS: default, DLQ: default})
+    return (await list_topics(bootstrap))[TICKS]
 
 
 def replay_lines(path: Path) -> Iterator[tuple[bytes, str | None]]:

@@ -6,7 +6,7 @@ Used by ``benchmarks/pipeline.py`` (section 4). The steps, each a function here:
 2. :func:`run_up`: ``python -m engine.cli up --replay FILE --until-drained --json`` as a subprocess with a
    fresh ``SHAREWISE_HOME`` (embedded broker and PostgreSQL, demo tenant) and no inherited ``SHAREWISE_*``.
 3. :func:`check_database`: ``analytics_marketdata`` and ``trading_signal`` of that home against the pure
-   core run offline over the same file (:func:`session_reference`).
+   core run offline over the same file (``tests.streams.support.offline_reference``, 2,000 lines a call).
 
 Nothing here raises on a failed command or a wrong database: the problems come back in the report.
 """
@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import asyncpg
@@ -36,12 +35,9 @@ from engine.cli.assemble import active_deployments
 from engine.errors import EngineError
 from engine.feeds.synth import ANNUAL_VOL, TRADING_SECONDS_PER_YEAR, intraday_vol_factor, session_start
 from engine.instruments import Instrument, InstrumentRegistry, load_instruments
-from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
-from engine.pipeline import SignalPipeline, Step
 from engine.settings import Settings
-from engine.strategy.runner import Deployment, StrategyRunner
-from engine.ticks import decode_packets
-from tests.streams.support import Reference, database_rows, normal_bar, normal_signal
+from engine.strategy.runner import Deployment
+from tests.streams.support import database_rows, offline_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {"ticks", "dlq", "bars", "signals"}
@@ -132,34 +128,6 @@ def _summary(stdout: bytes) -> dict[str, int] | None:
     return doc if isinstance(doc, dict) and set(doc) == SUMMARY_KEYS else None
 
 
-def session_reference(path: Path, registry: InstrumentRegistry, deployments: list[Deployment], *,
-                      lateness_s: float, chunk_lines: int = 2000) -> Reference:
-    """What the pipeline must write for ``path``, then flushed: ``offline_reference`` fed a chunk at a time.
-
-    Same decoding, pipeline and normalisation as ``tests.streams.support.offline_reference``; only the
-    ``feed`` calls take ``chunk_lines`` lines each instead of one, which is what makes 1.2M ticks affordable.
-    """
-    pipeline = SignalPipeline(registry, StrategyRunner(deployments), lateness_s=lateness_s)
-    ref = Reference(set(), set(), [], 0)
-    with path.open("rb") as f:
-        while chunk := list(islice(f, chunk_lines)):
-            decoded = decode_packets([ln.rstrip(b"\r\n") for ln in chunk if ln.strip()], registry)
-            status, step = pipeline.feed(decoded.inst, decoded.ts_ns, decoded.price, decoded.qty)
-            ref.dlq += [str(r.reason) for r in decoded.rejects + decoded.rejected_by(status)]
-            ref.ticks += int(len(status) - np.count_nonzero(status))
-            _collect(ref, pipeline, step)
-    _collect(ref, pipeline, pipeline.flush())
-    return ref
-
-
-def _collect(ref: Reference, pipeline: SignalPipeline, step: Step) -> None:
-    """Add ``step``'s bars and signals to ``ref``, normalised as the database rows are."""
-    for bar, row in zip(step.bars, step.rows):
-        ref.bars.add(normal_bar(marketdata_record(bar_message(bar, row, pipeline.default_positions))))
-    for sig in step.signals:
-        ref.signals.add(normal_signal(signal_row(signal_message(sig))))
-
-
 @dataclass(frozen=True, slots=True)
 class RowDiff:
     """Rows written against rows expected, compared as normalised tuples like the end-to-end tests do."""
@@ -218,7 +186,8 @@ def check_database(path: Path, home: Path, registry: InstrumentRegistry) -> Data
             stop_postgres(settings)
     except (EngineError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         return DatabaseCheck(error=f"{type(exc).__name__}: {exc}")
-    ref = session_reference(path, registry, deployments, lateness_s=settings.allowed_lateness_s)
+    ref = offline_reference(path, registry, deployments, lateness_s=settings.allowed_lateness_s, flush=True,
+                            chunk=2000)
     return DatabaseCheck(RowDiff.of(bars, ref.bars), RowDiff.of(signals, ref.signals), ref.ticks, len(ref.dlq),
                          len(deployments))
 

@@ -3,7 +3,7 @@
 Faust hard-codes ``fetch_max_wait_ms=1500`` on its worker consumer. Its leader-topic
 partition is always empty, so once the data partitions have buffered records the only
 fetch in flight is a 1.5 s long-poll on that empty partition and packed throughput
-stalls (measured in DESIGN.md: 83k instead of 216k ticks/s). Tansu also never answers a
+stalls (measured: 83k instead of 216k ticks/s). Tansu also never answers a
 long-poll early when records arrive (measured: produce->consume p50 135 ms at a 500 ms wait,
 30 ms at 100 ms, 3 ms at 10 ms), so every hop of the pipeline costs about half the wait.
 This transport lowers the wait to 20 ms; everything else is Faust's own driver.

@@ -2,7 +2,7 @@
 
 :class:`ClusterProbe` holds one admin client and one group-less consumer for as long as it
 is open, so a live view re-reads the cluster cheaply. It never commits, never creates a
-topic and never joins a group. Broker quirks handled here (DESIGN.md, measured on Tansu 0.6):
+topic and never joins a group. Broker quirks handled here (measured on Tansu 0.6; see streams/broker.py):
 
 * high watermarks come from a fetch (:mod:`streams.admin`), not from ListOffsets "latest";
 * OffsetFetch for "all partitions" (null topics) breaks the connection, so committed

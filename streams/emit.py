@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import Any, Callable
@@ -58,7 +59,7 @@ class OutputSender:
     def __init__(self, producer: Callable[[], Any], on_failure: Callable[[BaseException], None]) -> None:
         self._producer = producer
         self._on_failure = on_failure
-        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._pending: list[tuple[str, asyncio.Future, float]] = []
 
     async def send(self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -68,7 +69,7 @@ class OutputSender:
         except Exception as exc:  # e.g. MessageSizeTooLargeError, a producer that is stopping
             raise SendFailed(topic, exc) from exc
         delivery.add_done_callback(self._delivered(topic))
-        self._pending.append((topic, delivery))
+        self._pending.append((topic, delivery, time.monotonic()))
         if len(self._pending) >= _MAX_IN_FLIGHT:
             await self.settle()
 
@@ -82,10 +83,24 @@ class OutputSender:
     async def settle(self) -> None:
         """Wait until Kafka acknowledged every message sent so far; raise :class:`SendFailed` if one failed."""
         pending, self._pending = self._pending, []
-        results = await asyncio.gather(*(delivery for _, delivery in pending), return_exceptions=True)
-        for (topic, _), result in zip(pending, results):
+        results = await asyncio.gather(*(delivery for _, delivery, _ in pending), return_exceptions=True)
+        for (topic, _, _), result in zip(pending, results):
             if isinstance(result, BaseException):
                 raise SendFailed(topic, result) from result
+
+    def overdue(self, limit: float) -> SendFailed | None:
+        """A :class:`SendFailed` for the oldest delivery still unanswered after ``limit`` seconds, else None.
+
+        The producer's own timeout should have failed it already; this is the worker's guarantee
+        that a send Kafka never answers still stops it (the caller checks it periodically).
+        """
+        now = time.monotonic()
+        for topic, delivery, sent_at in self._pending:
+            if not delivery.done():
+                if now - sent_at > limit:
+                    return SendFailed(topic, TimeoutError(f"no acknowledgement after {now - sent_at:.0f}s"))
+                return None
+        return None
 
 
 class Outputs:

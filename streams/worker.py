@@ -206,6 +206,8 @@ class EngineWorker:
             await asyncio.sleep(min(self.checkpoint_interval / 2, 0.5))
             if self.app.crashed:
                 self._fail("faust", self.app.crash_reason or RuntimeError("the Faust app crashed"))
+            elif (late := self.sender.overdue(2 * self.settings.send_timeout_s)) is not None:
+                self._fail("kafka producer", late)
             elif time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
                 try:
                     await self.checkpoint()

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
 
 import typer
 
@@ -51,4 +57,26 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        _exit_despite_lingering_threads(done.code)
+        raise
+
+
+def _exit_despite_lingering_threads(code: object, grace: float = 5.0) -> None:
+    """Exit with ``code`` even if a library thread outlives the command (Faust's consumer thread can,
+    after a failure stopped its app mid-way): wait ``grace`` seconds for them, then leave without them."""
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not lingering:
+        return
+    warnings.simplefilter("ignore")  # the command has said its last word; a dying library thread adds none
+    logging.disable(logging.CRITICAL)
+    deadline = time.monotonic() + grace
+    for thread in lingering:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    if any(t.is_alive() for t in lingering):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))

@@ -2,22 +2,16 @@
 
 A strategy's parameters are the fields of a frozen dataclass deriving from
 :class:`StrategyConfig`, each declared with :func:`param` (default, limits,
-help; the type comes from the annotation)::
-
-    @dataclass(frozen=True, slots=True)
-    class EmaCrossConfig(StrategyConfig):
-        fast: int = param(9, min=2, max=500, help="fast EMA period")
-        slow: int = param(21, min=3, max=1000, help="slow EMA period")
-
-        def check(self) -> None:
-            self.require_less("fast", "slow")
+help; the type comes from the annotation), as ``strategies/macd_cross.py``
+does and docs/strategies.md ("Parameters") describes.
 
 Every construction validates: each value given is coerced by its
-:class:`Param` (the JSON rules of :meth:`Param.coerce`), then :meth:`StrategyConfig.check`
-applies the cross-field rules. :meth:`StrategyConfig.from_mapping` adds the
-refusal of unknown names; the strategy calls it once, when it is built
-(docs/strategies.md, "Parameters"). A pre-typed ``params`` tuple of
-:class:`Param` becomes the same kind of class through :func:`config_from_params`,
+:class:`Param` (the JSON rules of :meth:`Param.coerce`), then
+:meth:`StrategyConfig.check` applies the cross-field rules.
+:meth:`StrategyConfig.from_mapping` adds the refusal of unknown names; a
+strategy calls it once, when it is built. A pre-typed ``params`` tuple of
+:class:`Param` becomes the same kind of class through
+:func:`config_from_params` (docs/strategies.md, "Migrating a params plugin"),
 so there is one validation path.
 """
 

@@ -8,35 +8,32 @@ crossing below the lower band mirrors it. Signals at bar close. Confidence:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
-from engine.strategy.api import (
-    IndicatorView,
-    Param,
-    SignalIntent,
-    Strategy,
-    buy_sell,
-    crossed_above,
-    crossed_below,
-    ratio,
-)
-from engine.strategy.specs import column_of
+from engine.strategy.api import IndicatorView, SignalIntent, Strategy, buy_sell, crossed_above, crossed_below, ratio
+from engine.strategy.config import StrategyConfig, param
 
 
-class BollingerBreakout(Strategy):
+@dataclass(frozen=True, slots=True)
+class BollingerBreakoutConfig(StrategyConfig):
+    """Parameters of :class:`BollingerBreakout`."""
+
+    period: int = param(20, min=2, max=500, help="moving average period")
+    stddev: float = param(2.0, min=0.1, max=10.0, help="band width in standard deviations")
+
+
+class BollingerBreakout(Strategy[BollingerBreakoutConfig]):
     """Close breaks out of the Bollinger bands."""
 
     name = "bollinger_breakout"
     version = "1.0.0"
-    params = (
-        Param("period", int, 20, min=2, max=500, help="moving average period"),
-        Param("stddev", float, 2.0, min=0.1, max=10.0, help="band width in standard deviations"),
-    )
 
     def configure(self) -> None:
-        self.upper, self.lower = (column_of(spec) for spec in self.indicators())
+        self.upper, self.lower = self.columns()
 
     def indicators(self) -> list[str]:
-        base = f"bbands({self.config['period']},{self.config['stddev']})"
+        base = f"bbands({self.cfg.period},{self.cfg.stddev})"
         return [f"{base}.upper", f"{base}.lower"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:

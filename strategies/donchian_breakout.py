@@ -9,23 +9,31 @@ Every bar that closes outside the channel signals. Confidence:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
-from engine.strategy.api import IndicatorView, Param, SignalIntent, Strategy, buy_sell, ratio
-from engine.strategy.specs import column_of
+from engine.strategy.api import IndicatorView, SignalIntent, Strategy, buy_sell, ratio
+from engine.strategy.config import StrategyConfig, param
 
 
-class DonchianBreakout(Strategy):
+@dataclass(frozen=True, slots=True)
+class DonchianBreakoutConfig(StrategyConfig):
+    """Parameters of :class:`DonchianBreakout`."""
+
+    period: int = param(20, min=1, max=1000, help="channel length in bars")
+
+
+class DonchianBreakout(Strategy[DonchianBreakoutConfig]):
     """Close breaks the previous N bars' range."""
 
     name = "donchian_breakout"
     version = "1.0.0"
-    params = (Param("period", int, 20, min=1, max=1000, help="channel length in bars"),)
 
     def configure(self) -> None:
-        self.high, self.low = (column_of(spec) for spec in self.indicators())
+        self.high, self.low = self.columns()
 
     def indicators(self) -> list[str]:
-        n = self.config["period"]
+        n = self.cfg.period
         return [f"highest_high({n})", f"lowest_low({n})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:

@@ -8,39 +8,35 @@ decisively the averages separated on the crossing bar, in ATRs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
-from engine.errors import ConfigError
-from engine.strategy.api import (
-    IndicatorView,
-    Param,
-    SignalIntent,
-    Strategy,
-    buy_sell,
-    crossed_above,
-    crossed_below,
-    ratio,
-)
-from engine.strategy.specs import column_of
+from engine.strategy.api import IndicatorView, SignalIntent, Strategy, buy_sell, crossed_above, crossed_below, ratio
+from engine.strategy.config import StrategyConfig, param
 
 
-class EmaCross(Strategy):
+@dataclass(frozen=True, slots=True)
+class EmaCrossConfig(StrategyConfig):
+    """Parameters of :class:`EmaCross`; ``fast`` < ``slow``."""
+
+    fast: int = param(9, min=2, max=500, help="fast EMA period")
+    slow: int = param(21, min=3, max=1000, help="slow EMA period")
+
+    def check(self) -> None:
+        self.require_less("fast", "slow")
+
+
+class EmaCross(Strategy[EmaCrossConfig]):
     """EMA(fast) / EMA(slow) crossover."""
 
     name = "ema_cross"
     version = "1.0.0"
-    params = (
-        Param("fast", int, 9, min=2, max=500, help="fast EMA period"),
-        Param("slow", int, 21, min=3, max=1000, help="slow EMA period"),
-    )
 
     def configure(self) -> None:
-        fast, slow = self.config["fast"], self.config["slow"]
-        if fast >= slow:
-            raise ConfigError(f"ema_cross: parameter 'fast' ({fast}) must be < 'slow' ({slow})")
-        self.fast, self.slow = (column_of(spec) for spec in self.indicators())
+        self.fast, self.slow = self.columns()
 
     def indicators(self) -> list[str]:
-        return [f"ema({self.config['fast']})", f"ema({self.config['slow']})"]
+        return [f"ema({self.cfg.fast})", f"ema({self.cfg.slow})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
         signal = buy_sell(crossed_above(ind, self.fast, self.slow), crossed_below(ind, self.fast, self.slow))

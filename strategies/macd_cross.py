@@ -8,39 +8,36 @@ Signals at bar close. Confidence:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
-from engine.errors import ConfigError
-from engine.strategy.api import (
-    IndicatorView,
-    Param,
-    SignalIntent,
-    Strategy,
-    buy_sell,
-    crossed_above,
-    crossed_below,
-    ratio,
-)
-from engine.strategy.specs import column_of
+from engine.strategy.api import IndicatorView, SignalIntent, Strategy, buy_sell, crossed_above, crossed_below, ratio
+from engine.strategy.config import StrategyConfig, param
 
 
-class MacdCross(Strategy):
+@dataclass(frozen=True, slots=True)
+class MacdCrossConfig(StrategyConfig):
+    """Parameters of :class:`MacdCross`; ``fast`` < ``slow``."""
+
+    fast: int = param(12, min=2, max=500, help="fast EMA period")
+    slow: int = param(26, min=3, max=1000, help="slow EMA period")
+    signal: int = param(9, min=1, max=500, help="signal line EMA period")
+
+    def check(self) -> None:
+        self.require_less("fast", "slow")
+
+
+class MacdCross(Strategy[MacdCrossConfig]):
     """MACD line / signal line crossover."""
 
     name = "macd_cross"
     version = "1.0.0"
-    params = (
-        Param("fast", int, 12, min=2, max=500, help="fast EMA period"),
-        Param("slow", int, 26, min=3, max=1000, help="slow EMA period"),
-        Param("signal", int, 9, min=1, max=500, help="signal line EMA period"),
-    )
 
     def configure(self) -> None:
-        if self.config["fast"] >= self.config["slow"]:
-            raise ConfigError(f"macd_cross: parameter 'fast' ({self.config['fast']}) must be < 'slow'")
-        self.macd, self.signal = (column_of(spec) for spec in self.indicators())
+        self.macd, self.signal = self.columns()
 
     def indicators(self) -> list[str]:
-        base = f"macd({self.config['fast']},{self.config['slow']},{self.config['signal']})"
+        base = f"macd({self.cfg.fast},{self.cfg.slow},{self.cfg.signal})"
         return [f"{base}.macd", f"{base}.signal"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:

@@ -8,40 +8,38 @@ overbought). Signals at bar close. Confidence:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
-from engine.errors import ConfigError
-from engine.strategy.api import (
-    IndicatorView,
-    Param,
-    SignalIntent,
-    Strategy,
-    buy_sell,
-    crossed_above,
-    crossed_below,
-)
-from engine.strategy.specs import column_of
+from engine.strategy.api import IndicatorView, SignalIntent, Strategy, buy_sell, crossed_above, crossed_below
+from engine.strategy.config import StrategyConfig, param
 
 
-class RsiReversion(Strategy):
+@dataclass(frozen=True, slots=True)
+class RsiReversionConfig(StrategyConfig):
+    """Parameters of :class:`RsiReversion`; ``lower`` < ``upper``."""
+
+    period: int = param(14, min=2, max=500, help="RSI period")
+    lower: float = param(30.0, min=0.0, max=100.0, help="oversold level")
+    upper: float = param(70.0, min=0.0, max=100.0, help="overbought level")
+
+    def check(self) -> None:
+        self.require_less("lower", "upper")
+
+
+class RsiReversion(Strategy[RsiReversionConfig]):
     """RSI leaves the oversold / overbought zone."""
 
     name = "rsi_reversion"
     version = "1.0.0"
-    params = (
-        Param("period", int, 14, min=2, max=500, help="RSI period"),
-        Param("lower", float, 30.0, min=0.0, max=100.0, help="oversold level"),
-        Param("upper", float, 70.0, min=0.0, max=100.0, help="overbought level"),
-    )
 
     def configure(self) -> None:
-        if self.config["lower"] >= self.config["upper"]:
-            raise ConfigError(f"rsi_reversion: parameter 'lower' ({self.config['lower']}) must be < 'upper'")
-        self.rsi = column_of(self.indicators()[0])
+        [self.rsi] = self.columns()
 
     def indicators(self) -> list[str]:
-        return [f"rsi({self.config['period']})"]
+        return [f"rsi({self.cfg.period})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
-        buy = crossed_above(ind, self.rsi, self.config["lower"])
-        signal = buy_sell(buy, crossed_below(ind, self.rsi, self.config["upper"]))
+        buy = crossed_above(ind, self.rsi, self.cfg.lower)
+        signal = buy_sell(buy, crossed_below(ind, self.rsi, self.cfg.upper))
         return self.emit(signal, bar, ind, abs(ind[self.rsi] - ind.prev(self.rsi)) / 10.0)

@@ -2,14 +2,13 @@
 
 The names the pipeline and plugin authors use are re-exported here::
 
-    from engine.strategy import Strategy, Param, SignalIntent, SignalType, IndicatorView
+    from engine.strategy import Strategy, StrategyConfig, param, SignalIntent, SignalType, IndicatorView
     from engine.strategy import StrategyRunner, Deployment, deployments_from_rows, signal_record
 """
 
 from engine.strategy.api import (
     DocumentError,
     IndicatorView,
-    Param,
     Risk,
     SignalIntent,
     SignalType,
@@ -19,6 +18,7 @@ from engine.strategy.api import (
     crossed_above,
     crossed_below,
 )
+from engine.strategy.config import Param, StrategyConfig, param
 from engine.strategy.deployments import InvalidStrategyRow, deployment_from_row, deployments_from_rows
 from engine.strategy.discovery import StrategyInfo, available, create
 from engine.strategy.rules import RuleError, parse_rule
@@ -40,6 +40,7 @@ __all__ = [
     "SignalRecord",
     "SignalType",
     "Strategy",
+    "StrategyConfig",
     "StrategyFailure",
     "StrategyInfo",
     "StrategyRunner",
@@ -52,6 +53,7 @@ __all__ = [
     "crossed_below",
     "deployment_from_row",
     "deployments_from_rows",
+    "param",
     "parse_rule",
     "round_price",
     "signal_record",

@@ -11,27 +11,28 @@ handle to anything outside, blocks audited I/O events (``open``,
 times every call, validates every return value, and disables a deployment
 that fails too often.
 
-Configuration is declared, not parsed by hand: ``params`` is a tuple of
-:class:`Param`; ``Strategy(**values)`` coerces and validates them and raises
-:class:`~engine.errors.ConfigError` naming the bad parameter. Target and stop
-loss come from ATR multiples in :class:`Risk` (a strategy row's
-``risk_management``).
+Configuration is declared, not parsed by hand: a strategy names its frozen
+:class:`~engine.strategy.config.StrategyConfig` subclass
+(``class EmaCross(Strategy[EmaCrossConfig])``) or, the pre-typed way, a
+``params`` tuple of :class:`Param`; ``Strategy(**values)`` validates the values
+once and raises :class:`~engine.errors.ConfigError` naming the strategy and the
+bad parameter. Target and stop loss come from ATR multiples in :class:`Risk`
+(a strategy row's ``risk_management``).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar, cast, get_args, get_origin
 
 from engine.domain import Bar, ns_to_datetime
 from engine.errors import ConfigError
+from engine.strategy.config import Param, StrategyConfig, config_from_params, is_number
 from engine.strategy.specs import column_of
 
 #: Price fields every :class:`IndicatorView` holds besides the indicator columns.
@@ -106,13 +107,13 @@ def _intent_problem(intent: object) -> str | None:
         return f"not a SignalIntent but {type(intent).__name__}"
     if not isinstance(intent.signal_type, SignalType):
         return f"signal_type {intent.signal_type!r} is not a SignalType"
-    if not _is_number(intent.confidence) or not 0.0 <= intent.confidence <= 1.0:
+    if not is_number(intent.confidence) or not 0.0 <= intent.confidence <= 1.0:
         return f"confidence {intent.confidence!r} outside [0, 1]"
     for name in ("entry", "target", "stop_loss"):
         value = getattr(intent, name)
         if value is None and name != "entry":
             continue
-        if not _is_number(value) or not math.isfinite(value) or value <= 0 or value >= 1e10:
+        if not is_number(value) or not math.isfinite(value) or value <= 0 or value >= 1e10:
             return f"{name} {value!r} is not a finite positive price"
     if intent.valid_until is not None and (
         not isinstance(intent.valid_until, datetime) or intent.valid_until.utcoffset() is None
@@ -121,69 +122,6 @@ def _intent_problem(intent: object) -> str | None:
     if intent.market_data is not None and not isinstance(intent.market_data, Mapping):
         return "market_data must be a mapping or None"
     return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One declared parameter: ``type`` is ``int``, ``float``, ``bool`` or ``str``.
-
-    :meth:`coerce` accepts the value from JSON (an int for a float parameter, a
-    float with an integral value for an int one) and enforces ``min``/``max``
-    (inclusive) and ``choices``.
-    """
-
-    name: str
-    type: type
-    default: Any
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[Any, ...] | None = None
-    help: str = ""
-
-    def coerce(self, value: Any) -> Any:
-        """The validated value; raise :class:`ConfigError` naming this parameter."""
-        value = self._typed(value)
-        if self.min is not None and value < self.min:
-            raise ConfigError(f"parameter {self.name!r} must be >= {self.min}, got {value!r}")
-        if self.max is not None and value > self.max:
-            raise ConfigError(f"parameter {self.name!r} must be <= {self.max}, got {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"parameter {self.name!r} must be one of {list(self.choices)}, got {value!r}")
-        return value
-
-    def _typed(self, value: Any) -> Any:
-        bad = ConfigError(f"parameter {self.name!r} must be {self.type.__name__}, got {value!r}")
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if self.type is str:
-            if not isinstance(value, str):
-                raise bad
-            return value
-        if not _is_number(value) or not math.isfinite(value):
-            raise bad
-        if self.type is int:
-            if float(value) != int(value):
-                raise bad
-            return int(value)
-        return float(value)
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able description (``sharewise strategy list --json``)."""
-        return {
-            "name": self.name,
-            "type": self.type.__name__,
-            "default": self.default,
-            "min": self.min,
-            "max": self.max,
-            "choices": list(self.choices) if self.choices is not None else None,
-            "help": self.help,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,35 +220,68 @@ def _missing(name: str) -> KeyError:
     return KeyError(f"no column {name!r} in this view (did indicators() ask for it?)")
 
 
-class Strategy(ABC):
+ConfigT = TypeVar("ConfigT", bound=StrategyConfig)
+
+
+class Strategy(ABC, Generic[ConfigT]):
     """Base class of every strategy (built-in, plugin, declarative).
 
-    Subclasses set ``name`` (the discovery name, ``[a-z][a-z0-9_]*``),
-    ``version`` and ``params``, and implement :meth:`indicators` and
-    :meth:`on_bar`. ``self.config`` holds the validated parameter values and
-    ``self.risk`` the :class:`Risk` settings. Per-series memory goes in
-    :meth:`series_state` (it follows the series' partition in checkpoints);
-    anything else in :meth:`save_state`/:meth:`load_state`.
+    Subclasses set ``name`` (the discovery name, ``[a-z][a-z0-9_]*``) and
+    ``version``, name their parameters' class as the type argument
+    (``class EmaCross(Strategy[EmaCrossConfig])``; none: no parameters), and
+    implement :meth:`indicators` and :meth:`on_bar`. ``self.cfg`` is the
+    validated, frozen config (``self.cfg.fast``), ``self.config`` a read-only
+    mapping of the same values and ``self.risk`` the :class:`Risk` settings.
+    Per-series memory goes in :meth:`series_state` (it follows the series'
+    partition in checkpoints); anything else in :meth:`save_state`/:meth:`load_state`.
+
+    After class creation ``config_class`` and ``params`` describe the same
+    parameters: a class declaring the pre-typed ``params`` tuple of
+    :class:`Param` gets a ``config_class`` built from it, so both ways share
+    one validation path (docs/strategies.md, "Migrating a params plugin").
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "0.1.0"
+    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     params: ClassVar[tuple[Param, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Derive ``config_class`` and ``params`` from the one the class declares; ``TypeError`` if both or bad."""
+        super().__init_subclass__(**kwargs)
+        typed = _config_argument(cls)
+        if "params" in cls.__dict__:
+            if typed is not None:
+                raise TypeError(f"{cls.__qualname__} declares both {typed.__qualname__} and params; keep one")
+            cls.config_class = config_from_params(f"{cls.__name__}Config", cls.params, cls.__module__)
+        elif typed is not None:
+            cls.config_class = typed
+        cls.params = cls.config_class.params()
+
     def __init__(self, *, risk: Risk | None = None, **values: Any) -> None:
-        declared = {p.name: p for p in self.params}
-        unknown = sorted(set(values) - set(declared))
-        if unknown:
-            raise ConfigError(f"{self.name}: unknown parameter {unknown[0]!r}; known: {', '.join(declared) or 'none'}")
-        config = {p.name: p.coerce(values[p.name]) if p.name in values else p.default for p in self.params}
-        self.config: Mapping[str, Any] = MappingProxyType(config)
+        """Validate ``values`` once (:meth:`StrategyConfig.from_mapping`), then :meth:`configure`.
+
+        Raise :class:`ConfigError` prefixed with the strategy's name for an
+        unknown parameter, a bad value or a broken cross-field rule.
+        """
+        try:
+            config = self.config_class.from_mapping(values)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from exc
+        self.cfg: ConfigT = cast(ConfigT, config)
+        self.config: Mapping[str, Any] = MappingProxyType(config.as_dict())
         self.risk = risk or Risk()
         self._series: dict[str, dict[str, Any]] = {}
         self.configure()
 
     def configure(self) -> None:
-        """Called at the end of ``__init__``: check parameters together (raise :class:`ConfigError`,
-        e.g. fast >= slow) and derive what :meth:`on_bar` needs (column names). Default: nothing."""
+        """Called at the end of ``__init__``, after validation: derive what :meth:`on_bar` needs
+        (column names, see :meth:`columns`). Default: nothing. Cross-field rules belong in
+        :meth:`StrategyConfig.check`; pre-typed plugins may still raise :class:`ConfigError` here."""
+
+    def columns(self) -> list[str]:
+        """The column of each of :meth:`indicators`, in order (``["ema(9)"]`` -> ``["ema_9"]``)."""
+        return [column_of(spec) for spec in self.indicators()]
 
     @abstractmethod
     def indicators(self) -> list[str]:
@@ -385,6 +356,25 @@ class Strategy(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "config": dict(self.config)}
+
+
+def _config_argument(cls: type[Strategy[Any]]) -> type[StrategyConfig] | None:
+    """The config class ``cls`` names as its base's type argument (``Strategy[EmaCrossConfig]``), if any.
+
+    None for no argument or a type variable (an intermediate generic base);
+    ``TypeError`` for an argument that is not a :class:`StrategyConfig` subclass.
+    """
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if not (isinstance(origin, type) and issubclass(origin, Strategy)):
+            continue
+        [argument] = get_args(base)
+        if isinstance(argument, TypeVar):
+            return None
+        if not (isinstance(argument, type) and issubclass(argument, StrategyConfig)):
+            raise TypeError(f"{cls.__qualname__}: {argument!r} is not a StrategyConfig subclass")
+        return argument
+    return None
 
 
 def _positive_or_none(price: float) -> float | None:

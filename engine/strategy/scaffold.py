@@ -86,31 +86,39 @@ list of SignalIntent (``[]`` for nothing). Import everything at module level.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.domain import Bar
 from engine.strategy import (
     IndicatorView,
-    Param,
     SignalIntent,
     Strategy,
+    StrategyConfig,
     buy_sell,
-    column_of,
     crossed_above,
     crossed_below,
+    param,
 )
 
 
-class {cls}(Strategy):
+@dataclass(frozen=True, slots=True)
+class {cls}Config(StrategyConfig):
+    """Parameters of :class:`{cls}`, validated once when the strategy is built."""
+
+    period: int = param(20, min=2, max=500, help="SMA period")
+
+
+class {cls}(Strategy[{cls}Config]):
     """Close crosses its simple moving average."""
 
     name = "{name}"
     version = "0.1.0"
-    params = (Param("period", int, 20, min=2, max=500, help="SMA period"),)
 
     def configure(self) -> None:
-        self.sma = column_of(self.indicators()[0])
+        [self.sma] = self.columns()
 
     def indicators(self) -> list[str]:
-        return [f"sma({{self.config['period']}})"]
+        return [f"sma({{self.cfg.period}})"]
 
     def on_bar(self, bar: Bar, ind: IndicatorView) -> list[SignalIntent]:
         signal = buy_sell(crossed_above(ind, "close", self.sma), crossed_below(ind, "close", self.sma))

@@ -10,13 +10,17 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from engine.cli.app import app
 from engine.errors import ConfigError
 from engine.strategy import available, create
 from engine.strategy.scaffold import plugin_files
 
 ROOT = Path(__file__).resolve().parents[3]
 PLUGIN = ROOT / "examples" / "plugin"
+#: ``strategy list --json``'s rows of the built-ins as they were before typed configs.
+LISTED_BUILTINS = Path(__file__).with_name("strategy_list_builtins.json")
 BIN = Path(sys.executable).parent
 BUILTINS = ["ema_cross", "rsi_reversion", "macd_cross", "bollinger_breakout", "adx_trend", "donchian_breakout"]
 
@@ -67,6 +71,14 @@ def test_the_installed_plugin_is_listed_with_its_package_and_parameters(example_
     assert table.returncode == 0 and "roc_momentum" in table.stdout and "sharewise-example-plugin" in table.stdout
 
 
+def test_strategy_list_json_shows_the_builtins_parameters_as_before_typed_configs():
+    result = CliRunner().invoke(app, ["strategy", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["strategies"][: len(BUILTINS)]
+    # Compared as JSON text: 25.0 and 25 are equal numbers but not the same listing.
+    assert json.dumps(rows) == json.dumps(json.loads(LISTED_BUILTINS.read_text()))
+
+
 def test_broken_plugins_are_reported_and_do_not_hide_the_others(tmp_path):
     info = tmp_path / "broken_plugins-1.0.dist-info"
     info.mkdir()
@@ -103,6 +115,19 @@ def test_strategy_new_scaffolds_a_package_whose_test_passes(tmp_path):
     assert "2 passed" in tests.stdout
     again = _sharewise("strategy", "new", "my_breakout", "--dir", str(tmp_path))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_the_scaffolded_strategy_declares_a_typed_config(tmp_path, monkeypatch):
+    for relative, text in plugin_files("my_channel").items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from sharewise_my_channel import MyChannel
+
+    assert MyChannel.config_class.__name__ == "MyChannelConfig"
+    assert [p.describe() for p in MyChannel.params] == [{"name": "period", "type": "int", "default": 20, "min": 2,
+                                                         "max": 500, "choices": None, "help": "SMA period"}]  # fmt: skip
+    assert MyChannel(period=30).cfg.period == 30 and MyChannel(period=30).indicators() == ["sma(30)"]
 
 
 @pytest.mark.parametrize(("name", "message"), [("Bad-Name", "lower-case identifier"), ("ema_cross", "already taken")])

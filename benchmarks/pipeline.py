@@ -59,6 +59,8 @@ from streams.broker import EmbeddedBroker  # noqa: E402
 from streams.feed import PacketProducer  # noqa: E402
 from streams.topics import engine_topics  # noqa: E402
 from streams.transport import SCHEME  # noqa: E402
+from sinks.rows import output_sinks  # noqa: E402
+from db.checkpoints import PostgresCheckpointStore  # noqa: E402
 from streams.worker import EngineWorker  # noqa: E402
 from benchmarks.session import SessionReport, session_replay  # noqa: E402
 
@@ -120,6 +122,7 @@ async def throughput(settings: Settings, bootstrap: str, dsn: str, n: int, user_
     produced = time.perf_counter() - t0
     worker = EngineWorker(settings, bootstrap, dsn, registry,
                           lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=2.0),
+                          sinks=output_sinks(dsn), checkpoints=PostgresCheckpointStore(dsn),
                           group_id=f"bench-{uuid.uuid4().hex[:6]}")
     await worker.start()
     while not worker.positions["market.ticks"]:
@@ -180,6 +183,7 @@ async def latency(settings: Settings, bootstrap: str, dsn: str, rate: float, sec
                          ticks_per_market_second=rate / speed)
     worker = EngineWorker(settings, bootstrap, dsn, registry,
                           lambda: SignalPipeline(registry, StrategyRunner(deployments(user_id)), lateness_s=0.0),
+                          sinks=output_sinks(dsn), checkpoints=PostgresCheckpointStore(dsn),
                           group_id=f"lat-{uuid.uuid4().hex[:6]}", checkpoint_interval=1.0)
     await worker.start()
     await asyncio.sleep(8)  # group join

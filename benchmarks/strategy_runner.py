@@ -17,7 +17,9 @@ import numpy as np
 from engine.domain import NS_PER_MIN, Bar, Timeframe
 from engine.indicators import DEFAULT_SPECS, IndicatorSet
 from engine.strategy import Deployment, StrategyRunner, create
-from strategies import BUILTINS
+from engine.strategy.discovery import BUILTIN, available
+
+BUILTINS = [name for name, info in available().items() if info.source == BUILTIN]
 
 
 def main() -> None:

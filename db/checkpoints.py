@@ -10,19 +10,15 @@ a rebalance cannot overwrite a newer one with an older offset); a checkpoint of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import socket
+from typing import Any, Mapping
 
 import asyncpg
+import orjson
 
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    partition: int
-    next_offset: int
-    state: bytes
-    state_format: int
-    cluster_id: str = ""
-    origins: str = "{}"  # JSON: engine.routing.AppliedOrigins.to_json()
+from db.connect import connect
+from engine.ports import Checkpoint
 
 
 async def load_checkpoints(conn: asyncpg.Connection, group_id: str, topic: str,
@@ -51,6 +47,44 @@ async def save_checkpoints(conn: asyncpg.Connection, group_id: str, topic: str, 
             [(group_id, topic, c.partition, c.next_offset, c.state, c.state_format, worker_id, c.cluster_id,
               c.origins) for c in checkpoints],
         )
+
+
+class PostgresCheckpointStore:
+    """:class:`engine.ports.CheckpointStore` on PostgreSQL (``engine.checkpoint``, ``engine.worker_heartbeat``).
+
+    One connection, opened on first use and dropped after any failure (the next call reconnects);
+    every failure is raised to the caller, which decides whether it is an outage (db.connect.retryable).
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def _db(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await connect(self.dsn)
+        return self._conn
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await fn(await self._db(), *args)
+        except Exception:
+            self._conn = None
+            raise
+
+    async def load(self, group_id: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
+        return await self._call(load_checkpoints, group_id, topic, partitions)
+
+    async def save(self, group_id: str, topic: str, worker_id: str, checkpoints: list[Checkpoint]) -> None:
+        await self._call(save_checkpoints, group_id, topic, worker_id, checkpoints)
+
+    async def heartbeat(self, worker_id: str, group_id: str, partitions: list[int], stats: Mapping[str, Any]) -> None:
+        await self._call(heartbeat, worker_id, group_id, socket.gethostname(), os.getpid(), partitions,
+                         orjson.dumps(stats).decode())
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
 
 
 async def heartbeat(conn: asyncpg.Connection, worker_id: str, group_id: str, host: str, pid: int,

@@ -18,8 +18,9 @@ from typing import Any, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import asyncpg
+from asyncpg.exceptions._base import InternalClientError
 
-from engine.errors import ConfigError, ServiceUnavailable
+from engine.errors import ConfigError, ServiceUnavailable, TransientError
 from engine.settings import redact
 
 #: seconds to wait for a connection before the server counts as unreachable
@@ -43,6 +44,24 @@ async def create_pool(dsn: str, *, timeout: float = CONNECT_TIMEOUT, **kwargs: A
     """Create a connection pool (its first connections open now); same errors as :func:`connect`."""
     with _translated(dsn):
         return await asyncpg.create_pool(dsn, timeout=timeout, **kwargs)
+
+
+#: client-side errors after which the same batch may succeed on a new connection
+_CLIENT_SIDE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, InternalClientError)
+#: SQLSTATE classes of a server that is unreachable, overloaded or shutting down
+_OUTAGE_CLASSES = ("08", "53", "57")
+#: the same outages as exception classes, for ``except RETRYABLE:``
+RETRYABLE = (*_CLIENT_SIDE, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+             asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for an outage (the same batch may succeed later), False for a batch the database refuses."""
+    if isinstance(exc, TransientError):  # db.connect's ServiceUnavailable
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_CLASSES)
+    return isinstance(exc, _CLIENT_SIDE)
 
 
 def server_address(dsn: str) -> str:

@@ -6,14 +6,15 @@
 * a notification's id is ``uuid5(NOTIFICATION_NAMESPACE, signal id)`` (or of the failure it reports).
 
 Replaying the same ticks therefore yields the same ids, and the sinks' ``ON CONFLICT DO
-NOTHING`` drops the repeats. Message formats: ``docs/topics.md``.
+NOTHING`` drops the repeats. Message formats: ``docs/topics.md``; the database rows they become
+are built next to the tables, in :mod:`sinks.rows`.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ import orjson
 from engine.domain import Bar
 from engine.indicators import DEFAULT_COLUMNS
 from engine.strategy.runner import EmittedSignal, StrategyFailure
-from engine.strategy.signals import SignalRecord, round_price, signal_record
+from engine.strategy.signals import SignalRecord, signal_record
 
 BAR_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e01")
 SIGNAL_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e02")
@@ -31,7 +32,12 @@ NOTIFICATION_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e03")
 
 
 def bar_id(bar: Bar) -> uuid.UUID:
-    return uuid.uuid5(BAR_NAMESPACE, f"{bar.symbol}|{bar.timeframe.label}|{bar.time.isoformat()}")
+    return bar_message_id(bar.symbol, bar.timeframe.label, bar.time.isoformat())
+
+
+def bar_message_id(symbol: str, timeframe: str, time_iso: str) -> uuid.UUID:
+    """The id of the bar a ``market.bars`` object describes (its ``symbol``, ``timeframe``, ``time``)."""
+    return uuid.uuid5(BAR_NAMESPACE, f"{symbol}|{timeframe}|{time_iso}")
 
 
 def bar_message(bar: Bar, row: np.ndarray, positions: np.ndarray) -> dict[str, Any]:
@@ -54,26 +60,16 @@ def bars_packet(bars: Sequence[Bar], rows: np.ndarray, positions: np.ndarray) ->
     return b"\n".join(orjson.dumps(bar_message(b, r, positions)) for b, r in zip(bars, rows))
 
 
-def marketdata_record(msg: dict[str, Any]) -> tuple[Any, ...]:
-    """An ``analytics_marketdata`` row (sinks.postgres.MARKETDATA order) from a ``market.bars`` object."""
-    time = datetime.fromisoformat(msg["time"])
-    ident = uuid.uuid5(BAR_NAMESPACE, f"{msg['symbol']}|{msg['timeframe']}|{msg['time']}")
-    return (
-        ident, msg["symbol"], time, round_price(msg["open"]), round_price(msg["high"]), round_price(msg["low"]),
-        round_price(msg["close"]), int(round(msg["volume"])), msg["timeframe"],
-        orjson.dumps(msg["indicators"]).decode(),
-    )  # fmt: skip
-
-
 def signal_id(rec: SignalRecord) -> uuid.UUID:
     strategy = rec.strategy_id or rec.strategy_name
     return uuid.uuid5(SIGNAL_NAMESPACE, f"{rec.user_id}|{strategy}|{rec.symbol}|{rec.timeframe}|{rec.bar_time.isoformat()}")
 
 
-def signal_message(signal: EmittedSignal, now: datetime | None = None) -> dict[str, Any]:
-    """The ``signals`` object: ``trading_signal`` columns plus ``timeframe`` and ``bar_time``."""
+def signal_message(signal: EmittedSignal, now: datetime) -> dict[str, Any]:
+    """The ``signals`` object: ``trading_signal`` columns plus ``timeframe`` and ``bar_time``; ``now`` (the
+    adapter's clock) stamps ``created_at``/``updated_at`` only, never an id or a decision."""
     rec = signal_record(signal)
-    stamp = (now or datetime.now(timezone.utc)).isoformat()
+    stamp = now.isoformat()
     return {
         "id": str(signal_id(rec)),
         "timestamp": rec.bar_time.isoformat(),
@@ -98,16 +94,6 @@ def signal_message(signal: EmittedSignal, now: datetime | None = None) -> dict[s
     }
 
 
-def signal_row(msg: dict[str, Any]) -> tuple[Any, ...]:
-    """A ``trading_signal`` row (sinks.postgres.SIGNALS order) from a ``signals`` object."""
-    return (
-        uuid.UUID(msg["id"]), datetime.fromisoformat(msg["timestamp"]), msg["symbol"], msg["strategy_name"],
-        msg["signal_type"], _dec(msg["confidence_score"]), _dec(msg["entry_price"]), _dec(msg["target_price"]),
-        _dec(msg["stop_loss"]), datetime.fromisoformat(msg["valid_until"]) if msg["valid_until"] else None,
-        _uuid(msg["user_id"]), _uuid(msg["created_by_strategy_id"]), orjson.dumps(msg["market_data"]).decode(),
-    )  # fmt: skip
-
-
 def signal_notification(msg: dict[str, Any]) -> dict[str, Any]:
     """The owner's notification of a signal (one per signal)."""
     title = f"{msg['signal_type']} {msg['symbol']} ({msg['strategy_name']}, {msg['timeframe']})"
@@ -122,15 +108,15 @@ def signal_notification(msg: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def failure_notification(failure: StrategyFailure) -> dict[str, Any] | None:
-    """The owner's notification of a strategy failure; None for a deployment without an owner."""
+def failure_notification(failure: StrategyFailure, now: datetime) -> dict[str, Any] | None:
+    """The owner's notification of a strategy failure (stamped ``now``); None for a deployment without an owner."""
     if failure.user_id is None:
         return None
     key = f"failure|{failure.user_id}|{failure.strategy_id}|{failure.kind}|{failure.symbol}|{failure.bar_time}"
     title = f"Strategy {failure.strategy_name} {'disabled' if failure.disabled else 'failed'}"
     return _notification(
         uuid.uuid5(NOTIFICATION_NAMESPACE, key), failure.user_id, title[:200], failure.message, "SYSTEM",
-        "URGENT" if failure.disabled else "HIGH", datetime.now(timezone.utc).isoformat(),
+        "URGENT" if failure.disabled else "HIGH", now.isoformat(),
     )  # fmt: skip
 
 
@@ -142,14 +128,6 @@ def _notification(ident: uuid.UUID, user_id: str, title: str, message: str, kind
     }  # fmt: skip
 
 
-def notification_row(msg: dict[str, Any]) -> tuple[Any, ...]:
-    """A ``notifications_notification`` row (sinks.postgres.NOTIFICATIONS order)."""
-    return (
-        uuid.UUID(msg["id"]), uuid.UUID(msg["user_id"]), msg["title"], msg["message"], msg["notification_type"],
-        msg["priority"], orjson.dumps(msg["delivery_methods"]).decode(), datetime.fromisoformat(msg["created_at"]),
-    )  # fmt: skip
-
-
 def _finite(x: float) -> float | None:
     """JSON-safe value: NaN/inf become null; -0.0 becomes 0.0 (jsonb has no negative zero)."""
     return float(x) + 0.0 if math.isfinite(x) else None
@@ -157,11 +135,3 @@ def _finite(x: float) -> float | None:
 
 def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
-
-
-def _dec(s: str | None) -> Decimal | None:
-    return None if s is None else Decimal(s)
-
-
-def _uuid(s: str | None) -> uuid.UUID | None:
-    return None if s is None else uuid.UUID(s)

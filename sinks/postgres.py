@@ -19,30 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import asyncpg
-from asyncpg.exceptions._base import InternalClientError
 
-from engine.errors import TransientError
+from db.connect import retryable
 from engine.settings import redact
 
 log = logging.getLogger("sharewise.sinks")
-
-#: client-side errors after which the same batch may succeed on a new connection
-_CLIENT_SIDE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, InternalClientError)
-#: SQLSTATE classes of a server that is unreachable, overloaded or shutting down
-_OUTAGE_CLASSES = ("08", "53", "57")
-#: the same outages as exception classes, for ``except RETRYABLE:``
-RETRYABLE = (*_CLIENT_SIDE, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-             asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
-
-
-def retryable(exc: BaseException) -> bool:
-    """True for an outage (the same batch may succeed later), False for a batch the database refuses."""
-    if isinstance(exc, TransientError):  # db.connect's ServiceUnavailable
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_CLASSES)
-    return isinstance(exc, _CLIENT_SIDE)
-
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:

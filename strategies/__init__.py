@@ -1,15 +1,5 @@
-"""Built-in strategy plugins, one module each (third-party ones arrive through the
-``sharewise.strategies`` entry point group; see :mod:`engine.strategy.discovery`).
+"""Built-in strategy plugins, one module each.
 
-:data:`BUILTINS` maps each built-in's name to its ``module:Class`` reference,
-the same spelling an entry point uses.
+They register through the same ``sharewise.strategies`` entry point group as third-party plugins
+(declared in pyproject.toml; see :mod:`engine.strategy.discovery`), so the core never imports them.
 """
-
-BUILTINS: dict[str, str] = {
-    "ema_cross": "strategies.ema_cross:EmaCross",
-    "rsi_reversion": "strategies.rsi_reversion:RsiReversion",
-    "macd_cross": "strategies.macd_cross:MacdCross",
-    "bollinger_breakout": "strategies.bollinger_breakout:BollingerBreakout",
-    "adx_trend": "strategies.adx_trend:AdxTrend",
-    "donchian_breakout": "strategies.donchian_breakout:DonchianBreakout",
-}

@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
@@ -111,8 +112,9 @@ class Outputs:
     """
 
     def __init__(self, sender: OutputSender, stats: Any, *, max_bytes: int, bar_partitions: int,
-                 track: bool = False) -> None:
+                 track: bool = False, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.sender = sender
+        self.clock = clock  # stamps created_at only: ids and decisions follow market time
         self.stats = stats
         self.max_bytes = max_bytes
         self.bar_partitions = bar_partitions
@@ -124,7 +126,7 @@ class Outputs:
         if step.bars:
             await self._bars(step, default_positions)
         for signal in step.signals:
-            msg = outputs.signal_message(signal)
+            msg = outputs.signal_message(signal, self.clock())
             await self.sender.send(topics.SIGNALS, orjson.dumps(msg), key=(msg["user_id"] or "").encode())
             self._track(topics.SIGNALS, msg["id"])
             await self.notify(outputs.signal_notification(msg))
@@ -133,7 +135,7 @@ class Outputs:
         for failure in step.failures:
             self.stats.failures += 1
             log.warning("strategy failure: %s", failure.message)
-            if (note := outputs.failure_notification(failure)) is not None:
+            if (note := outputs.failure_notification(failure, self.clock())) is not None:
                 await self.notify(note)
 
     async def _bars(self, step: Step, default_positions: np.ndarray) -> None:

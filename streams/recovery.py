@@ -14,24 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from db.checkpoints import Checkpoint, heartbeat, load_checkpoints, save_checkpoints
-from db.connect import connect
+from db.connect import retryable
 from engine.errors import EngineError
+from engine.ports import Checkpoint, CheckpointStore
 from engine.routing import AppliedOrigins, Origin, origin_of, route
 from engine.ticks import decode_packets
-from sinks.postgres import retryable
 from streams.topics import MARKET_TICKS as TICKS
 
+from streams.state import PartitionState
+
 if TYPE_CHECKING:
-    from streams.worker import EngineWorker, PartitionState
+    from streams.worker import EngineWorker
 
 log = logging.getLogger("sharewise.worker")
 
@@ -41,23 +40,15 @@ STATE_FORMAT = 1
 class Recovery:
     """The database side of a worker's partitions: checkpoints in, checkpoints and heartbeats out."""
 
-    def __init__(self, worker: EngineWorker) -> None:
+    def __init__(self, worker: EngineWorker, store: CheckpointStore) -> None:
         self.worker = worker
-        self._conn: Any = None
-
-    async def _db(self) -> Any:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await connect(self.worker.dsn)
-        return self._conn
+        self.store = store
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        await self.store.close()
 
     async def assume(self, partition: int) -> PartitionState:
         """Restore ``partition``'s checkpoint (or start it empty) and return where to resume."""
-        from streams.worker import PartitionState
-
         w = self.worker
         inst = w.instruments_of(partition)
         ckpt = await self._load(partition)
@@ -82,12 +73,11 @@ class Recovery:
     async def _load(self, partition: int) -> Checkpoint | None:
         while True:
             try:
-                found = await load_checkpoints(await self._db(), self.worker.group_id, TICKS, [partition])
-                return found.get(partition)
+                return (await self.store.load(self.worker.group_id, TICKS, [partition])).get(partition)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not retryable(exc):
                     raise
-                self._conn = None  # a database outage: nothing can be applied correctly without it
+                # a database outage: nothing can be applied correctly without it
                 log.warning("cannot load checkpoint of partition %d (%s); retrying", partition, exc)
                 await asyncio.sleep(1.0)
 
@@ -149,7 +139,7 @@ class Recovery:
         decoded = decode_packets([r.value or b"" for r, _ in fresh], self.worker.registry)
         arrival = np.array([r.partition for r, _ in fresh], dtype=np.int64)
         forwarded = np.array([o is not None for _, o in fresh], dtype=bool)
-        local = decoded.select(route(decoded, arrival, forwarded, self.worker._owner).local)
+        local = decoded.select(route(decoded, arrival, forwarded, self.worker.hot.owner).local)
         self.worker.pipeline.feed(local.inst, local.ts_ns, local.price, local.qty)
 
     async def save(self, owned: dict[int, PartitionState]) -> bool:
@@ -159,15 +149,12 @@ class Recovery:
                            orjson.dumps(st.origins.to_json()).decode())
                 for p, st in owned.items()]
         try:
-            conn = await self._db()
             if rows:
-                await save_checkpoints(conn, w.group_id, TICKS, w.worker_id, rows)
-            await heartbeat(conn, w.worker_id, w.group_id, socket.gethostname(), os.getpid(), sorted(w._owned),
-                            orjson.dumps(w.stats.as_dict()).decode())
+                await self.store.save(w.group_id, TICKS, w.worker_id, rows)
+            await self.store.heartbeat(w.worker_id, w.group_id, sorted(w._owned), w.stats.as_dict())
         except Exception as exc:  # noqa: BLE001 - classified below
             if not retryable(exc):
                 raise
-            self._conn = None  # an outage: input stays unacknowledged and is retried
             log.warning("checkpoint not written (%s); input stays unacknowledged and will be retried", exc)
             return False
         return True

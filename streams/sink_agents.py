@@ -1,7 +1,8 @@
-"""The sink agents: ``market.bars``, ``signals`` and ``notifications`` into PostgreSQL.
+"""The sink agents: each output topic (``market.bars``, ``signals``, ``notifications``) into its table.
 
-Each agent takes batches of its topic, writes their rows with :class:`sinks.postgres.CopySink`
-(which retries through database outages until the batch is committed) and only then
+Each agent takes batches of its topic, turns them into rows and writes them with the
+:class:`engine.ports.OutputSink` it is handed (sinks.rows.output_sinks: COPY into PostgreSQL,
+retried through database outages until the batch is committed) and only then
 acknowledges the batch and moves its positions. A batch the database refuses is not an outage:
 retrying cannot help and skipping it would lose rows, so it raises
 :class:`engine.errors.Inconsistency`, which stops the worker. A message on these topics that
@@ -12,38 +13,32 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Mapping
 
 import faust
-import orjson
 
-from engine import outputs
 from engine.errors import Inconsistency
-from sinks.postgres import MARKETDATA, NOTIFICATIONS, SIGNALS, CopySink
-from streams import metrics, topics
-
-if TYPE_CHECKING:
-    from streams.worker import EngineWorker
+from engine.ports import OutputSink
+from streams import metrics
+from streams.state import WorkerStats
 
 log = logging.getLogger("sharewise.worker")
 
+#: the rows of one message of a topic; raises ValueError, KeyError or TypeError for one it cannot read
 Rows = Callable[[bytes], list[tuple[Any, ...]]]
 
 
 class SinkAgents:
-    """One :class:`CopySink` per output topic, and the Faust agent body that drives it."""
+    """The Faust agent body that drives each output topic's sink."""
 
-    def __init__(self, worker: EngineWorker) -> None:
-        self.worker = worker
-        self.sinks: dict[str, tuple[CopySink, Rows]] = {
-            topics.MARKET_BARS: (CopySink(worker.dsn, MARKETDATA), _bar_rows),
-            topics.SIGNALS: (CopySink(worker.dsn, SIGNALS), _signal_rows),
-            topics.NOTIFICATIONS: (CopySink(worker.dsn, NOTIFICATIONS), _notification_rows),
-        }
+    def __init__(self, stats: WorkerStats, positions: dict[str, dict[int, int]],
+                 sinks: Mapping[str, tuple[OutputSink, Rows]]) -> None:
+        self.stats, self.positions = stats, positions
+        self.sinks = dict(sinks)
 
     def agent(self, topic: str) -> Callable[[faust.Stream], Any]:
         sink, to_rows = self.sinks[topic]
-        stats, positions = self.worker.stats, self.worker.positions
+        stats, positions = self.stats, self.positions
 
         async def agent(stream: faust.Stream) -> None:
             async for events in stream.noack_take(2000, within=0.02):
@@ -71,7 +66,7 @@ class SinkAgents:
         try:
             return to_rows(msg.value or b"")
         except (ValueError, KeyError, TypeError) as exc:
-            self.worker.stats.sink_errors[f"unreadable:{topic}"] += 1
+            self.stats.sink_errors[f"unreadable:{topic}"] += 1
             log.error("unreadable message on %s partition %d offset %d skipped: %s", topic, msg.partition, msg.offset, exc)
             return []
 
@@ -79,18 +74,3 @@ class SinkAgents:
         for sink, _ in self.sinks.values():
             await sink.close()
 
-
-def _lines(value: bytes) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in value.split(b"\n") if line.strip()]
-
-
-def _bar_rows(value: bytes) -> list[tuple[Any, ...]]:
-    return [outputs.marketdata_record(m) for m in _lines(value)]
-
-
-def _signal_rows(value: bytes) -> list[tuple[Any, ...]]:
-    return [outputs.signal_row(orjson.loads(value))]
-
-
-def _notification_rows(value: bytes) -> list[tuple[Any, ...]]:
-    return [outputs.notification_row(orjson.loads(value))]

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from engine.settings import Settings
 
 SCHEME = "sharewise"
 FETCH_MAX_WAIT_MS = 20
@@ -38,3 +41,18 @@ class Transport(faust_aiokafka.Transport):
 
 
 drivers.TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
+
+
+def faust_app(settings: Settings, group_id: str, bootstrap: str) -> faust.App:
+    """The worker's Faust app on this transport, with the settings measured to matter (streams/broker.py)."""
+    return faust.App(
+        group_id, broker=f"{SCHEME}://{bootstrap}", value_serializer="raw", key_serializer="raw",
+        store="memory://", web_enabled=False, topic_partitions=settings.partitions,
+        topic_disable_leader=True, broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0, consumer_auto_offset_reset="earliest", producer_linger=0.005,
+        producer_max_batch_size=262144, consumer_max_fetch_size=4 * 1024 * 1024, loghandlers=[],
+        producer_max_request_size=max(1_048_576, settings.max_message_bytes + 65_536),
+        producer_request_timeout=settings.send_timeout_s,
+        # acks wait for checkpoints, so a rebalance must not wait for them (the next owner replays)
+        stream_wait_empty=False,
+    )  # fmt: skip

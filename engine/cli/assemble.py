@@ -49,7 +49,10 @@ async def active_deployments(dsn: str) -> tuple[list[Deployment], list[InvalidSt
 
 
 def make_worker(settings: Settings, bootstrap: str, dsn: str, deployments: list[Deployment], **kw: Any) -> Any:
-    """An :class:`streams.worker.EngineWorker` running ``deployments`` on the configured instruments."""
+    """An :class:`streams.worker.EngineWorker` running ``deployments`` on the configured instruments, writing its
+    outputs to PostgreSQL (sinks.rows) and its checkpoints too (db.checkpoints)."""
+    from db.checkpoints import PostgresCheckpointStore
+    from sinks.rows import output_sinks
     from streams.worker import EngineWorker
 
     registry: InstrumentRegistry = load_instruments(settings)
@@ -57,4 +60,5 @@ def make_worker(settings: Settings, bootstrap: str, dsn: str, deployments: list[
     def make_pipeline() -> SignalPipeline:
         return SignalPipeline(registry, StrategyRunner(deployments), lateness_s=settings.allowed_lateness_s)
 
-    return EngineWorker(settings, bootstrap, dsn, registry, make_pipeline, **kw)
+    return EngineWorker(settings, bootstrap, dsn, registry, make_pipeline, sinks=output_sinks(dsn),
+                        checkpoints=PostgresCheckpointStore(dsn), **kw)

@@ -1,4 +1,7 @@
-"""Finding strategies: the built-ins in ``strategies/`` and plugins from the ``sharewise.strategies`` entry points.
+"""Finding strategies: every class declared in the ``sharewise.strategies`` entry point group.
+
+The built-ins in ``strategies/`` are declared there by this engine's own ``pyproject.toml`` (so the
+core never imports them) and are listed first, as ``source: "builtin"``; plugins follow by name.
 
 A third-party package declares, in its ``pyproject.toml``::
 
@@ -14,7 +17,6 @@ mismatched name, or reuses a built-in's name is not offered; it is listed in
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -22,9 +24,13 @@ from typing import Any, Mapping
 
 from engine.errors import ConfigError
 from engine.strategy.api import Risk, Strategy
-from strategies import BUILTINS
 
 GROUP = "sharewise.strategies"
+#: the distribution whose entry points are the built-ins (strategies/, declared in pyproject.toml)
+DISTRIBUTION = "sharewise-engine"
+BUILTIN = "builtin"
+#: display order of the built-ins (names only: the core never imports them)
+BUILTIN_ORDER = ("ema_cross", "rsi_reversion", "macd_cross", "bollinger_breakout", "adx_trend", "donchian_breakout")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -96,13 +102,13 @@ def refresh() -> None:
 
 @functools.cache
 def _scan() -> tuple[dict[str, StrategyInfo], list[PluginProblem]]:
+    """Built-ins (this distribution's entry points, in their declared order), then plugins by name."""
     found: dict[str, StrategyInfo] = {}
-    for name, reference in BUILTINS.items():
-        cls = _load(reference)
-        found[name] = StrategyInfo(name, cls.version, "builtin", reference, cls)
     trouble: list[PluginProblem] = []
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
-        source = ep.dist.name if ep.dist is not None else "?"
+    mine = [ep for ep in entry_points(group=GROUP) if _source(ep) == BUILTIN]
+    others = sorted((ep for ep in entry_points(group=GROUP) if _source(ep) != BUILTIN), key=lambda e: (e.name, e.value))
+    for ep in _declared_order(mine) + others:
+        source = _source(ep)
         try:
             cls = _plugin_class(ep, found)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break discovery
@@ -125,6 +131,13 @@ def _plugin_class(ep: EntryPoint, found: Mapping[str, StrategyInfo]) -> type[Str
     return cls
 
 
-def _load(reference: str) -> type[Strategy]:
-    module, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def _source(ep: EntryPoint) -> str:
+    """``builtin`` for this engine's own strategies, else the distribution that declares the plugin."""
+    name = ep.dist.name if ep.dist is not None else "?"
+    return BUILTIN if re.sub(r"[-_.]+", "-", name).lower() == DISTRIBUTION else name
+
+
+def _declared_order(eps: list[EntryPoint]) -> list[EntryPoint]:
+    """The built-ins in the order ``strategy list`` has always shown them (entry points come sorted by name)."""
+    rank = {name: k for k, name in enumerate(BUILTIN_ORDER)}
+    return sorted(eps, key=lambda ep: (rank.get(ep.name, len(rank)), ep.name))

@@ -34,7 +34,7 @@ from sinks.feed.connection import wire
 from sinks.feed.fanout import Router
 from sinks.feed.history import HistoryGone, Sequenced
 from sinks.feed.records import CHANNEL_TOPICS, MARKET_USER, FeedRecord, decode_bars, decode_personal, message_frame
-from sinks.postgres import RETRYABLE
+from db.connect import RETRYABLE
 from streams.admin import cluster_id, high_watermarks
 
 log = logging.getLogger("sharewise.feed")

@@ -32,7 +32,7 @@ from sinks.feed.connection import FeedConnection, FeedHub
 from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
 from sinks.feed.protocol import CLOSE_GOING_AWAY
-from sinks.postgres import RETRYABLE
+from db.connect import RETRYABLE
 
 log = logging.getLogger("sharewise.feed")
 _ws_log = logging.getLogger("sharewise.feed.ws")

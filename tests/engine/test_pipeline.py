@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from engine.feeds.synth import SyntheticFeed
 from engine.instruments import InstrumentRegistry
 from engine.outputs import signal_message
+from tests.streams.support import STAMP
 from engine.pipeline import SignalPipeline
 from engine.strategy.discovery import create
 from engine.strategy.runner import Deployment, StrategyRunner
@@ -46,7 +47,7 @@ def _run(cuts: list[int], pipeline: SignalPipeline | None = None, start: int = 0
         status, step = pipeline.feed(TICKS.inst[a:b], TICKS.ts_ns[a:b], TICKS.price[a:b], TICKS.qty[a:b])
         statuses.append(status)
         bars += [(b_.symbol, b_.timeframe, b_.open_ns, b_.close) for b_ in step.bars]
-        signals += [signal_message(s)["id"] for s in step.signals]
+        signals += [signal_message(s, STAMP)["id"] for s in step.signals]
     return bars, signals, np.concatenate(statuses) if statuses else np.empty(0), pipeline
 
 

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from db.seed_demo import seed_demo
-from sinks.postgres import NOTIFICATIONS, CopySink, retryable
+from db.connect import retryable
+from sinks.postgres import NOTIFICATIONS, CopySink
 
 
 def _note(user_id: uuid.UUID, n: int) -> tuple:

@@ -17,11 +17,14 @@ import orjson
 from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed, next_session_day, session_start
 from engine.instruments import InstrumentRegistry, load_instruments
 from engine.settings import Settings
-from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
+from engine.outputs import bar_message, signal_message
+from sinks.rows import marketdata_record, signal_row
 from engine.pipeline import SignalPipeline
 from engine.strategy.runner import Deployment, StrategyRunner
 from engine.ticks import decode_packets
 
+#: created_at of reference signals (not compared: a stamp of the wall clock, never part of an id)
+STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 SYMBOLS = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN")
 DAY = dt.date(2026, 1, 5)  # a Monday
 
@@ -145,7 +148,7 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
         for bar, row in zip(step.bars, step.rows):
             bars.add(normal_bar(marketdata_record(bar_message(bar, row, pipeline.default_positions))))
         for sig in step.signals:
-            signals.add(normal_signal(signal_row(signal_message(sig))))
+            signals.add(normal_signal(signal_row(signal_message(sig, STAMP))))
     return Reference(bars, signals, dlq, ticks)
 
 

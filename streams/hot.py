@@ -1,0 +1,82 @@
+"""The hot path of the ticks agent: one batch of ``market.ticks`` events in, outputs to the producer.
+
+For each event it takes the owned partition over on first sight (streams.recovery), skips what
+the restored state already covers and forwarded packets already applied, then decodes the batch
+once, routes it (engine.routing: ticks owned elsewhere are forwarded, never applied here), feeds
+the pipeline once, and sends the dead letters, forwards, bars, signals and notifications
+(streams.emit). Positions move only after that, so no one sees progress whose outputs are not in
+the producer (docs/architecture.md, "Recovery").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Sequence
+
+import numpy as np
+
+from engine.domain import Reason
+from engine.instruments import InstrumentRegistry
+from engine.pipeline import SignalPipeline
+from engine.routing import Origin, origin_of, route
+from engine.ticks import DecodedTicks, Reject, decode_packets
+from streams.emit import Outputs
+from streams.state import PartitionState, WorkerStats
+from streams.topics import MARKET_TICKS
+
+_MISROUTED = "a forwarded tick whose owner is yet another partition (workers disagree on the partition count)"
+Taken = tuple[Any, PartitionState, Origin | None]
+
+
+class HotPath:
+    """Applies batches of tick events for the partitions in ``owned`` (taken over through ``assume``)."""
+
+    def __init__(self, registry: InstrumentRegistry, pipeline: SignalPipeline, outputs: Outputs, stats: WorkerStats,
+                 positions: dict[str, dict[int, int]], owned: dict[int, PartitionState],
+                 assume: Callable[[int], Awaitable[PartitionState]]) -> None:
+        self.registry, self.pipeline, self.outputs, self.stats = registry, pipeline, outputs, stats
+        self.positions, self.owned, self.assume = positions, owned, assume
+        self.owner = np.empty(0, np.int64)  # partition of each instrument; set once the topic's count is known
+
+    async def process(self, events: Sequence[Any]) -> None:
+        """Apply a batch; positions move only once its outputs are in the producer."""
+        taken: list[Taken] = []
+        for event in events:
+            msg = event.message
+            state = self.owned.get(msg.partition) or await self.assume(msg.partition)
+            if msg.offset < state.next_offset:
+                event.ack()  # already inside the restored state
+                continue
+            state.next_offset = msg.offset + 1
+            state.pending.append(event)
+            origin = origin_of(msg.headers)
+            if origin is not None and not state.origins.is_new(origin):
+                self.stats.repeated_forwards += 1  # forwarded again after a crash: applied already
+                continue
+            taken.append((msg, state, origin))
+        if taken:
+            await self._apply(taken)
+        for event in events:
+            self.positions[MARKET_TICKS][event.message.partition] = event.message.offset + 1
+
+    async def _apply(self, taken: list[Taken]) -> None:
+        msgs = [msg for msg, _, _ in taken]
+        decoded = decode_packets([msg.value or b"" for msg in msgs], self.registry)
+        forwarded = np.array([origin is not None for _, _, origin in taken], dtype=bool)
+        routed = route(decoded, np.array([msg.partition for msg in msgs], dtype=np.int64), forwarded, self.owner)
+        local = decoded.select(routed.local)
+        status, step = self.pipeline.feed(local.inst, local.ts_ns, local.price, local.qty)
+        self.stats.ticks += int(len(status) - np.count_nonzero(status))
+        self.stats.rerouted += int(np.count_nonzero(forwarded[local.message][status == 0]))
+        for (m, owner), lines in routed.forwards.items():
+            await self.outputs.forward(lines, msgs[m], owner)
+        misrouted = [_misrouted(decoded, k) for k in routed.misrouted]
+        await self.outputs.dead_letters(decoded.rejects + local.rejected_by(status) + misrouted, msgs)
+        await self.outputs.step(step, self.pipeline.default_positions)
+        for _, state, origin in taken:
+            if origin is not None:
+                state.origins.applied(origin)
+
+
+def _misrouted(decoded: DecodedTicks, k: int) -> Reject:
+    m, n = int(decoded.message[k]), int(decoded.line[k])
+    return Reject(m, n, bytes(decoded.lines[m][n]), Reason.MISROUTED, _MISROUTED)

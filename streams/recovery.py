@@ -27,6 +27,7 @@ from engine.routing import AppliedOrigins, Origin, origin_of, route
 from engine.ticks import decode_packets
 from streams.topics import MARKET_TICKS as TICKS
 
+from streams.admin import high_watermarks
 from streams.state import PartitionState
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Recovery:
         if ckpt is None:
             w.pipeline.clear(inst)
             state = PartitionState(next_offset=0)
-        elif (other_log := self._other_log(ckpt, partition)) is not None:
+        elif (other_log := await self._other_log(ckpt, partition)) is not None:
             self._restore_or_clear(partition, inst, ckpt)
             log.warning("partition %d: the checkpoint at offset %d belongs to another log (%s): state kept, resuming"
                         " from the log's start", partition, ckpt.next_offset, other_log)
@@ -81,15 +82,20 @@ class Recovery:
                 log.warning("cannot load checkpoint of partition %d (%s); retrying", partition, exc)
                 await asyncio.sleep(1.0)
 
-    def _other_log(self, ckpt: Checkpoint, partition: int) -> str | None:
-        """Why ``ckpt``'s offsets mean nothing in the current log, or ``None`` when they do."""
+    async def _other_log(self, ckpt: Checkpoint, partition: int) -> str | None:
+        """Why ``ckpt``'s offsets mean nothing in the current log, or ``None`` when they do.
+
+        The consumer's own high watermark may be stale (fetched before another worker moved the
+        checkpoint on), so one below the checkpoint is confirmed by a fresh fetch before it counts.
+        """
         w = self.worker
         if ckpt.cluster_id and ckpt.cluster_id != w.cluster_id:
             return f"cluster {ckpt.cluster_id}, the broker's is {w.cluster_id or 'unnamed'}"
-        high = w.app.consumer.highwater(TopicPartition(TICKS, partition))
-        if high is not None and ckpt.next_offset > high:
-            return f"offset {ckpt.next_offset} lies beyond the high watermark {high}"
-        return None
+        cached = w.app.consumer.highwater(TopicPartition(TICKS, partition))
+        if cached is None or ckpt.next_offset <= cached:
+            return None
+        high = (await high_watermarks(w.bootstrap, TICKS)).get(partition, 0)
+        return f"offset {ckpt.next_offset} lies beyond the high watermark {high}" if ckpt.next_offset > high else None
 
     def _restore_or_clear(self, partition: int, inst: np.ndarray, ckpt: Checkpoint) -> bool:
         """Restore the saved state; on a misfit, clear it and return False."""

@@ -103,6 +103,8 @@ def test_ticks_of_a_librdkafka_producer_are_rerouted_to_their_owner_and_bars_equ
         samples = [scrape(port) for port in ports]
         rerouted = sum(s[("sharewise_ticks_rerouted_total", frozenset())] for s in samples)
         assert rerouted > 0 and sent == len(lines) - half
+        logs = "".join(f.read_text() for f in tmp_path.glob("w*.log"))
+        assert "another log" not in logs  # a handover is never mistaken for a broker that forgot
         assert all(w.poll() is None for w in workers)
     finally:
         for w in workers:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
+from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
@@ -41,7 +42,7 @@ def worker(
     checkpoint_interval: float = typer.Option(2.0, min=0.1, help="Seconds between state checkpoints."),
 ) -> None:
     """Run one streaming worker: it joins the group and processes its share of the partitions until stopped."""
-    settings = Settings.from_env()
+    settings = load_settings()
     setup_logging(settings, "worker", stderr_level=20)
 
     async def run() -> None:
@@ -135,7 +136,7 @@ def feed_synth(
     seed: int = typer.Option(7, "--seed", help="Random seed: the same seed gives the same ticks."),
 ) -> None:
     """Produce a realistic synthetic NSE feed (GBM, intraday volatility shape, session hours in IST)."""
-    settings = Settings.from_env()
+    settings = load_settings()
 
     async def run() -> None:
         with services(settings, database=False) as rt:
@@ -153,7 +154,7 @@ def feed_synth(
 @clean_errors
 def feed_replay(file: Path = typer.Argument(..., help="CSV time,symbol,price,qty or JSONL (lines sent unchanged).")) -> None:
     """Replay a tick file to market.ticks as fast as possible, with progress."""
-    settings = Settings.from_env()
+    settings = load_settings()
     if not file.is_file():
         raise ConfigError(f"{file}: no such file")
 

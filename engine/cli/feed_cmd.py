@@ -14,7 +14,8 @@ from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, load_secret, parse_ttl
+from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, parse_ttl
+from sinks.feed.secret import load_secret
 
 token_app = typer.Typer(help="Create and revoke websocket feed tokens.", no_args_is_help=True)
 

@@ -25,13 +25,14 @@ from websockets.http11 import Request, Response
 from db.connect import create_pool
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import TokenIssuer, load_secret
+from engine.tokens import TokenIssuer
 from sinks.feed import accounts, history
 from sinks.feed.config import FeedConfig
 from sinks.feed.connection import FeedConnection, FeedHub
 from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
 from sinks.feed.protocol import CLOSE_GOING_AWAY
+from sinks.feed.secret import load_secret
 from sinks.postgres import RETRYABLE
 
 log = logging.getLogger("sharewise.feed")

@@ -17,11 +17,11 @@ from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
+from engine.cli.files import load_instruments
 from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
 from engine.feeds.synth import SyntheticFeed
-from engine.instruments import load_instruments
 from engine.settings import Settings
 
 feed_app = typer.Typer(help="Produce ticks to market.ticks: a synthetic NSE feed or a file replay.", no_args_is_help=True)

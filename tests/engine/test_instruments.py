@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli.files import builtin_instruments, load_instruments
 from engine.errors import BadData, ConfigError
-from engine.instruments import InstrumentRegistry, builtin_instruments, load_instruments
+from engine.instruments import InstrumentRegistry
 from engine.partitioner import partition_for
 from engine.settings import Settings
 

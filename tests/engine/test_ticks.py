@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from engine.bars import BarAggregator
+from engine.cli.files import builtin_instruments
 from engine.domain import IST, Reason, Tick, datetime_to_ns
-from engine.instruments import InstrumentRegistry, builtin_instruments
+from engine.instruments import InstrumentRegistry
 from engine.ticks import decode_packet, decode_packets, encode_packet, encode_tick
 
 REGISTRY = InstrumentRegistry(builtin_instruments())

@@ -14,8 +14,9 @@ import asyncpg
 import numpy as np
 import orjson
 
+from engine.cli.files import load_instruments
 from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed, next_session_day, session_start
-from engine.instruments import InstrumentRegistry, load_instruments
+from engine.instruments import InstrumentRegistry
 from engine.settings import Settings
 from engine.outputs import bar_message, marketdata_record, signal_message, signal_row
 from engine.pipeline import SignalPipeline

@@ -31,10 +31,11 @@ from db.connect import connect
 from db.embedded import resolve_dsn
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
+from engine.cli.files import backtest_file
 from engine.domain import Timeframe
 from engine.errors import ConfigError
 from engine.strategy import discovery
-from engine.strategy.backtest import BacktestResult, run_backtest
+from engine.strategy.backtest import BacktestResult
 
 DEMO_EMAIL = "demo@sharewise.local"
 
@@ -59,7 +60,7 @@ def backtest(
     settings = load_settings()
     tf = Timeframe.parse(timeframe)
     values = _params(params)
-    result = run_backtest(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s)
+    result = backtest_file(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s)
     if as_json:
         typer.echo(orjson.dumps(result.as_json()).decode())
     else:

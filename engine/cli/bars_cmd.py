@@ -32,8 +32,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from engine.bars import BarAggregator, ClosedBars
 from engine.cli.console import clean_errors, err
 from engine.cli.environment import load_settings
+from engine.cli.files import read_tick_csv
 from engine.domain import IST, Reason, Timeframe, ns_to_datetime
-from engine.tick_csv import read_tick_csv
 
 #: inputs larger than this show a progress bar (about half a second of work)
 PROGRESS_MIN_BYTES = 4 << 20

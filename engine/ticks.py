@@ -24,7 +24,7 @@ A **columnar packet** carries the same ticks more compactly (our own feeds use i
 epoch milliseconds). It is
 validated column-wise; if any tick in it is bad, each tick is judged alone as the JSON line
 ``{"symbol","time","price","qty"}`` it stands for, which is also what a reject's original
-bytes hold.
+bytes hold. A value that starts so but is no columnar packet is judged as tick lines.
 
 Validation gives each bad line exactly one reason, the first that applies in
 this order: ``bad_json`` (not JSON, or not an object), ``missing_field``,
@@ -142,11 +142,7 @@ def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> Dec
     rejects: list[Reject] = []
     all_lines = []
     for m, data in enumerate(values):
-        if data.startswith(COLUMNAR_PREFIX):
-            lines, chunk = _decode_columnar(data, registry.index)
-        else:
-            lines = _split(data)
-            chunk = _decode_bulk(lines, registry.index)
+        lines, chunk = _decode_message(data, registry.index)
         all_lines.append(lines)
         chunks.append(chunk if chunk is not None else _decode_each(m, lines, registry.index, rejects))
     counts = [len(c[0]) for c in chunks]
@@ -158,6 +154,16 @@ def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> Dec
 _EMPTY = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int32))
 _NUMBER = {int, float}
 _INT = {int}
+
+
+def _decode_message(data: bytes, index: Mapping[str, int]) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None]:
+    """(lines, columns of all its ticks, or None: judge each line) of one message value."""
+    if data.startswith(COLUMNAR_PREFIX):
+        columnar = _decode_columnar(data, index)
+        if columnar is not None:
+            return columnar
+    lines = _split(data)
+    return lines, _decode_bulk(lines, index)
 
 
 def _decode_bulk(lines: list[bytes], index: Mapping[str, int]) -> tuple[np.ndarray, ...] | None:
@@ -219,16 +225,18 @@ class _ColumnarLines(SequenceABC):
         return orjson.dumps({"symbol": self._symbols[code] if known else code, "time": t, "price": p, "qty": q})
 
 
-def _decode_columnar(data: bytes, index: Mapping[str, int]) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None]:
-    """(lines, columns or None) of a columnar packet; a malformed one is judged as a single line."""
+def _decode_columnar(
+    data: bytes, index: Mapping[str, int]
+) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None] | None:
+    """(lines, columns or None) of a columnar packet; None for a malformed one, which is judged as tick lines."""
     try:
         doc = orjson.loads(data)
         symbols = doc["symbols"]
         cols = (doc["sym"], doc["time"], doc["price"], doc["qty"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return [data], None
+        return None
     if type(symbols) is not list or not all(type(c) is list and len(c) == len(cols[0]) for c in cols):
-        return [data], None
+        return None
     lines = _ColumnarLines(symbols, cols)
     chunk = _checked_codes(symbols, cols, index)
     return (lines, chunk) if chunk is not None else (list(lines), None)

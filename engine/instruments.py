@@ -23,10 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import numpy as np
-
-from engine.errors import BadData, ConfigError
-from engine.partitioner import partition_for
+from engine.errors import ConfigError
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9&._-]{0,49}$")
 DEFAULT_TYPICAL_PRICE = 1000.0
@@ -71,22 +68,6 @@ class InstrumentRegistry:
 
     def __iter__(self) -> Iterator[Instrument]:
         return iter(self.instruments)
-
-    def index_of(self, symbol: str) -> int:
-        """Dense index of ``symbol``; raise :class:`BadData` ``unknown_symbol`` if it is not listed."""
-        try:
-            return self.index[symbol]
-        except KeyError:
-            raise BadData("unknown_symbol", f"{symbol!r} is not a listed instrument") from None
-
-    def symbol(self, index: int) -> str:
-        return self.symbols[index]
-
-    def indices_in_partition(self, partition: int, partitions: int) -> np.ndarray:
-        """Sorted int64 indices of the instruments whose ticks land on ``partition``."""
-        return np.array(
-            [i for i, s in enumerate(self.symbols) if partition_for(s, partitions) == partition], dtype=np.int64
-        )
 
 
 def parse_instruments(text: str, where: str) -> list[Instrument]:

@@ -125,11 +125,6 @@ _KERNEL_DETAIL = {
 }
 
 
-def decode_packet(data: bytes, registry: InstrumentRegistry) -> DecodedTicks:
-    """Decode one message (a packet or a single tick); see :func:`decode_packets`."""
-    return decode_packets([data], registry)
-
-
 def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> DecodedTicks:
     """Decode and validate a batch of message values into columns and rejects.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from engine.cli.files import load_instruments
 from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
-from engine.feeds.synth import SyntheticFeed
+from engine.feeds.synth import IST, SyntheticFeed, latest_session_day
 from engine.settings import Settings
 
 feed_app = typer.Typer(help="Produce ticks to market.ticks: a synthetic NSE feed or a file replay.", no_args_is_help=True)
@@ -85,7 +86,8 @@ async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: f
     registry = load_instruments(settings)
     chosen = registry.instruments[: max(1, min(symbols, len(registry)))]
     prices = np.array([i.typical_price for i in chosen])
-    feed = SyntheticFeed(prices, seed=seed, ticks_per_market_second=rate / speed)
+    today = latest_session_day(datetime.now(IST))
+    feed = SyntheticFeed(prices, start_day=today, seed=seed, ticks_per_market_second=rate / speed)
     names = [i.symbol for i in chosen]
     step = 0.1
     started = time.monotonic()

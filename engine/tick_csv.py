@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator, cast
+from typing import Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -31,8 +31,8 @@ from engine.domain import datetime_to_ns
 from engine.errors import ConfigError
 
 COLUMNS = ("time", "symbol", "price", "qty")
-#: one row's four cells in :data:`COLUMNS` order, ``None`` where the row is too short to hold one
-Cells = tuple[str | None, ...]
+#: a data row: its file line, then its cells in :data:`COLUMNS` order (``None`` where the row is too short)
+Row = tuple[int, str | None, str | None, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +45,27 @@ class TickChunk:
     qty: np.ndarray
 
 
-def tick_rows(lines: Iterable[str], where: str) -> Iterator[tuple[int, Cells]]:
-    """``(file line, cells)`` of each non-blank row after the header, in file order, cells as text.
+def tick_rows(lines: Iterable[str], where: str) -> Iterator[Row]:
+    """``(file line, time, symbol, price, qty)`` of each non-blank row after the header, in file order, as text.
 
     ``where`` names the file in errors; raise :class:`ConfigError` for an empty file or a missing column.
     """
     reader, positions = csv_rows(lines, COLUMNS, where)
+    it, isym, ip, iq = positions
+    width = max(positions) + 1
     for row in reader:
-        if row:
-            yield reader.line_num, tuple(row[k] if k < len(row) else None for k in positions)
+        if len(row) >= width:
+            yield reader.line_num, row[it], row[isym], row[ip], row[iq]
+        elif row:
+            t, sym, p, q = (row[k] if k < len(row) else None for k in positions)
+            yield reader.line_num, t, sym, p, q
 
 
 def tick_chunks(lines: Iterable[str], where: str, chunk_rows: int = 65_536) -> Iterator[TickChunk]:
     """The rows of a tick file, ``chunk_rows`` at a time; raise :class:`ConfigError` on a malformed row."""
     chunk: tuple[list, list, list, list] = ([], [], [], [])
-    for line, cells in tick_rows(lines, where):
-        for column, value in zip(chunk, _parse_row(where, line, cells)):
-            column.append(value)
+    for row in tick_rows(lines, where):
+        _parse_row(where, row, chunk)
         if len(chunk[0]) == chunk_rows:
             yield _to_chunk(chunk)
             chunk = ([], [], [], [])
@@ -69,25 +73,33 @@ def tick_chunks(lines: Iterable[str], where: str, chunk_rows: int = 65_536) -> I
         yield _to_chunk(chunk)
 
 
-def replay_line(cells: Cells) -> bytes:
-    """The tick JSON line a replay sends for a row: numbers where the cells hold finite ones, else the text."""
-    t, symbol, p, q = cells
-    return orjson.dumps({"symbol": symbol, "time": t, "price": _number_or_text(p), "qty": _number_or_text(q)})
+def replay_line(row: Row) -> tuple[bytes, str | None]:
+    """The tick JSON line a replay sends for a row (numbers where the cells hold finite ones, else the
+    text), and its symbol: the key that partitions it."""
+    _, t, symbol, p, q = row
+    tick = {"symbol": symbol, "time": t, "price": _number_or_text(p), "qty": _number_or_text(q)}
+    return orjson.dumps(tick), symbol
 
 
-def _parse_row(where: str, line: int, cells: Cells) -> tuple[str, int, float, float]:
-    """``(symbol, ts_ns, price, qty)`` of a well-formed row; raise :class:`ConfigError` naming the column."""
-    missing = [name for name, cell in zip(COLUMNS, cells) if cell is None]
-    if missing:
-        raise ConfigError(f"{where} line {line}: no {', '.join(missing)} (the row is too short)")
-    t, sym, p, q = cast(tuple[str, str, str, str], cells)
+def _parse_row(where: str, row: Row, chunk: tuple[list, list, list, list]) -> None:
+    """Append a well-formed row's symbol, ts_ns, price and qty to ``chunk``; raise :class:`ConfigError`
+    naming the column of a malformed one (nothing appended)."""
+    line, t, sym, p, q = row
+    if t is None or sym is None or p is None or q is None:
+        missing = ", ".join(name for name, cell in zip(COLUMNS, row[1:]) if cell is None)
+        raise ConfigError(f"{where} line {line}: no {missing} (the row is too short)")
     try:
         ts = datetime_to_ns(datetime.fromisoformat(t.strip()))
     except ValueError:
         raise ConfigError(f"{where} line {line}: time {t!r} is not ISO 8601 with a UTC offset") from None
-    if not sym.strip():
+    sym = sym.strip()
+    if not sym:
         raise ConfigError(f"{where} line {line}: empty symbol")
-    return sym.strip(), ts, _number(where, line, "price", p), _number(where, line, "qty", q)
+    price, qty = _number(where, line, "price", p), _number(where, line, "qty", q)
+    chunk[0].append(sym)
+    chunk[1].append(ts)
+    chunk[2].append(price)
+    chunk[3].append(qty)
 
 
 def _number(where: str, line: int, column: str, text: str) -> float:

@@ -164,8 +164,8 @@ def _jsonl(path: Path) -> Iterator[tuple[bytes, str | None]]:
 def _csv(path: Path) -> Iterator[tuple[bytes, str | None]]:
     """Rows through the engine's one tick CSV parser (``engine/tick_csv.py``), as tick JSON lines."""
     with path.open(newline="", encoding="utf-8") as fh:
-        for _, cells in tick_rows(fh, str(path)):
-            yield replay_line(cells), cells[1]
+        for row in tick_rows(fh, str(path)):
+            yield replay_line(row)
 
 
 def count_lines(path: Path) -> int:

@@ -323,8 +323,9 @@ async def prepare_tenants(dsn: str, home: str, users: int, clients: int) -> tupl
     """``users`` users with one token each; per client: its hello frames for the feed protocol."""
     from db.connect import connect
     from engine.settings import Settings
-    from engine.tokens import TokenIssuer, load_secret
+    from engine.tokens import TokenIssuer
     from sinks.feed.accounts import record_token
+    from sinks.feed.secret import load_secret
 
     issuer = TokenIssuer(load_secret(Settings.from_env({"SHAREWISE_HOME": home, "SHAREWISE_JWT_SECRET": SECRET})))
     conn = await connect(dsn)

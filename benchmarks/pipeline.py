@@ -45,11 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.embedded import start_postgres, stop_postgres  # noqa: E402
 from engine.cli import aio  # noqa: E402
+from engine.cli.files import load_instruments  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from db.seed_demo import seed_demo  # noqa: E402
 from engine.domain import NS_PER_S, Timeframe  # noqa: E402
 from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed  # noqa: E402
-from engine.instruments import load_instruments  # noqa: E402
 from engine.pipeline import SignalPipeline  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.strategy.discovery import create  # noqa: E402

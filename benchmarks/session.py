@@ -32,9 +32,10 @@ from db.embedded import start_postgres, stop_postgres
 from db.seed_demo import NIFTY_SYMBOLS
 from engine.cli import aio
 from engine.cli.assemble import active_deployments
+from engine.cli.files import load_instruments
 from engine.errors import EngineError
 from engine.feeds.synth import ANNUAL_VOL, TRADING_SECONDS_PER_YEAR, intraday_vol_factor, session_start
-from engine.instruments import Instrument, InstrumentRegistry, load_instruments
+from engine.instruments import Instrument, InstrumentRegistry
 from engine.settings import Settings
 from engine.strategy.runner import Deployment
 from tests.streams.support import database_rows, offline_reference

@@ -15,8 +15,9 @@ import numpy as np
 import orjson
 
 from engine.bars import BarAggregator
+from engine.cli.files import builtin_instruments
 from engine.domain import NS_PER_S, Tick
-from engine.instruments import InstrumentRegistry, builtin_instruments
+from engine.instruments import InstrumentRegistry
 from engine.ticks import decode_packets, encode_packet
 
 OPEN_NS = 1767584700 * NS_PER_S  # 2026-01-05 09:15 IST

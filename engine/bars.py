@@ -7,8 +7,8 @@ Rules (the stream, the CLI and backtests share them):
   Open and close are the prices of the earliest and latest tick by exchange
   time (ties: arrival order), so ticks reordered within the lateness give the
   bar that the time-sorted ticks give.
-* A tick is rejected, in this order of checks, for ``bad_price`` (NaN, <= 0 or
-  >= 1e9), ``bad_qty`` (NaN, < 0 or >= 1e12), ``out_of_session`` (before
+* A tick is rejected (the rules of :mod:`engine.domain`), in this order of checks, for
+  ``bad_price`` (NaN, <= 0 or >= 1e9), ``bad_qty`` (NaN, < 0 or >= 1e12), ``out_of_session`` (before
   09:15:00 or at/after 15:30:00 IST; weekends and holidays are *not* rejected:
   the exchange calendar is the feed's business) and ``late``. A rejected tick
   changes no state.
@@ -42,8 +42,6 @@ import numpy as np
 from engine.domain import (
     DAY_NS,
     IST_OFFSET_NS,
-    MAX_PRICE,
-    MAX_QTY,
     N_TIMEFRAMES,
     NS_PER_S,
     SESSION_CLOSE_NS,
@@ -52,9 +50,11 @@ from engine.domain import (
     Bar,
     Reason,
     Timeframe,
+    in_session,
+    price_ok,
+    qty_ok,
 )
 from engine.errors import ConfigError, Inconsistency
-from engine.settings import Settings
 
 EMPTY = np.iinfo(np.int64).min
 SLOTS = 2
@@ -117,10 +117,6 @@ class BarAggregator:
         self._out_i = np.empty((max(capacity, _MAX_CLOSES_PER_TICK), 4), dtype=np.int64)
         self._out_f = np.empty((len(self._out_i), 5), dtype=np.float64)
         self._n_out = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, n_instruments: int) -> BarAggregator:
-        return cls(n_instruments, settings.allowed_lateness_s)
 
     def grow(self, n_instruments: int) -> None:
         """Make room for instruments up to ``n_instruments - 1`` (new ones start empty); never shrinks.
@@ -328,15 +324,20 @@ def _update(inst, ts, price, qty, start, lateness, status, max_ts, bi, bf, out_i
     return ts.shape[0], n_out
 
 
+# The tick rules of engine/domain.py, compiled into the kernel. numba keys its on-disk cache of the
+# kernels on this file's source alone, so an edit to a rule or a constant of engine/domain.py needs
+# their cache files (bars.*.nbi, bars.*.nbc) deleted to take effect.
+_price_ok, _qty_ok, _in_session = (numba.njit(rule, nogil=True) for rule in (price_ok, qty_ok, in_session))
+
+
 @numba.njit(cache=True, nogil=True)
 def _check(t, p, q, clock, lateness):
     """Status of one tick: 0 if usable, else the first failing Reason.status."""
-    tod = (t + IST_OFFSET_NS) % DAY_NS
-    if not (p > 0.0 and p < MAX_PRICE):
+    if not _price_ok(p):
         return _BAD_PRICE
-    if not (q >= 0.0 and q < MAX_QTY):
+    if not _qty_ok(q):
         return _BAD_QTY
-    if tod < SESSION_OPEN_NS or tod >= SESSION_CLOSE_NS:
+    if not _in_session(t):
         return _OUT_OF_SESSION
     if clock != EMPTY and t < clock - lateness:
         return _LATE

@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
+from typing import TypeAlias
+
+import numpy as np
 
 from engine.errors import ConfigError
 
@@ -32,6 +35,9 @@ SESSION_NS = SESSION_CLOSE_NS - SESSION_OPEN_NS
 #: Usable ticks have 0 < price < MAX_PRICE and 0 <= qty < MAX_QTY (the database holds prices < 1e10).
 MAX_PRICE = 1e9
 MAX_QTY = 1e12
+#: Usable ticks have exchange times in [2000-01-01, 2100-01-01) UTC.
+TIME_MIN_NS = 946_684_800 * NS_PER_S
+TIME_MAX_NS = 4_102_444_800 * NS_PER_S
 
 
 class Timeframe(IntEnum):
@@ -103,10 +109,39 @@ class Reason(StrEnum):
 REASONS: tuple[Reason, ...] = tuple(Reason)
 
 
-def in_session(ts_ns: int) -> bool:
-    """True when ``ts_ns`` lies in [09:15, 15:30) IST of its day (any weekday, weekends included)."""
+# The rules of a usable tick, each written once. Each takes a number or a numpy array (then it
+# answers elementwise, so a batch is judged in one pass), and numba compiles the same function for
+# the bar kernel (engine/bars.py: its numba cache does not notice an edit here, see there). The
+# order in which they are judged is the decoders' and the kernel's, as the docstrings of
+# engine/ticks.py and engine/bars.py document it.
+
+#: what a tick rule takes (a value, or one per tick) and answers (a bool, or one per tick)
+Num: TypeAlias = int | float | np.ndarray
+Verdict: TypeAlias = bool | np.ndarray
+
+
+def price_ok(price: Num) -> Verdict:
+    """``0 < price < MAX_PRICE``; false for NaN."""
+    return (price > 0.0) & (price < MAX_PRICE)
+
+
+def qty_ok(qty: Num) -> Verdict:
+    """``0 <= qty < MAX_QTY``; false for NaN."""
+    return (qty >= 0.0) & (qty < MAX_QTY)
+
+
+def time_ok(t: Num, unit_ns: int = 1) -> Verdict:
+    """``TIME_MIN_NS <= t < TIME_MAX_NS`` for a time ``t`` counted in units of ``unit_ns`` since the epoch.
+
+    Epoch milliseconds are judged before they are scaled to nanoseconds, which could overflow int64.
+    """
+    return (t >= TIME_MIN_NS // unit_ns) & (t < TIME_MAX_NS // unit_ns)
+
+
+def in_session(ts_ns: Num) -> Verdict:
+    """``ts_ns`` lies in [09:15, 15:30) IST of its day (any weekday, weekends included)."""
     tod = (ts_ns + IST_OFFSET_NS) % DAY_NS
-    return SESSION_OPEN_NS <= tod < SESSION_CLOSE_NS
+    return (tod >= SESSION_OPEN_NS) & (tod < SESSION_CLOSE_NS)
 
 
 def bar_span(ts_ns: int, tf: Timeframe) -> tuple[int, int]:

@@ -6,7 +6,8 @@ constituents. ``SHAREWISE_INSTRUMENTS`` names an extra file, either one symbol
 per line (``#`` comments and blank lines ignored) or a CSV with the same header
 as the built-in file (``symbol`` required; ``name``, ``kind``, ``typical_price``
 optional). Extra symbols get the indices after the built-in ones, in file
-order; a symbol listed twice keeps its first entry.
+order; a symbol listed twice keeps its first entry. This module parses the
+lists' text; the CLI reads the files (``engine/cli/files.py``, ``load_instruments``).
 
 Indices are dense (``0 .. len-1``) and index the per-instrument state arrays of
 the bar and indicator kernels. They are stable for a given pair of files: state
@@ -20,15 +21,9 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
-
-from engine.errors import BadData, ConfigError
-from engine.partitioner import partition_for
-from engine.settings import Settings
+from engine.errors import ConfigError
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9&._-]{0,49}$")
 DEFAULT_TYPICAL_PRICE = 1000.0
@@ -74,48 +69,17 @@ class InstrumentRegistry:
     def __iter__(self) -> Iterator[Instrument]:
         return iter(self.instruments)
 
-    def index_of(self, symbol: str) -> int:
-        """Dense index of ``symbol``; raise :class:`BadData` ``unknown_symbol`` if it is not listed."""
-        try:
-            return self.index[symbol]
-        except KeyError:
-            raise BadData("unknown_symbol", f"{symbol!r} is not a listed instrument") from None
 
-    def symbol(self, index: int) -> str:
-        return self.symbols[index]
+def parse_instruments(text: str, where: str) -> list[Instrument]:
+    """The instruments of a list's text: one symbol per line, or CSV with a ``symbol`` header.
 
-    def indices_in_partition(self, partition: int, partitions: int) -> np.ndarray:
-        """Sorted int64 indices of the instruments whose ticks land on ``partition``."""
-        return np.array(
-            [i for i, s in enumerate(self.symbols) if partition_for(s, partitions) == partition], dtype=np.int64
-        )
-
-
-def builtin_instruments() -> list[Instrument]:
-    """The packaged list: NIFTY, BANKNIFTY and the NIFTY 50 constituents."""
-    text = resources.files("engine").joinpath("data/instruments.csv").read_text(encoding="utf-8")
-    return _parse_csv(text, "built-in instruments.csv")
-
-
-def load_instruments(settings: Settings) -> InstrumentRegistry:
-    """The built-in list plus ``settings.instruments_file``; raise :class:`ConfigError` on a bad file."""
-    instruments = builtin_instruments()
-    if settings.instruments_file is not None:
-        instruments += read_instrument_file(settings.instruments_file)
-    return InstrumentRegistry(instruments)
-
-
-def read_instrument_file(path: Path) -> list[Instrument]:
-    """Parse an extra instrument file (one symbol per line, or CSV with a ``symbol`` header)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read instrument file {path}: {exc.strerror or exc}") from exc
+    ``where`` names the list in errors. Raise :class:`ConfigError` naming the line of a bad entry.
+    """
     lines = [ln.strip() for ln in text.splitlines()]
     first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
     if first.split(",")[0].strip().lower() == "symbol":
-        return _parse_csv(text, str(path))
-    return [_instrument(ln, {}, str(path), no) for no, ln in enumerate(lines, 1) if ln and not ln.startswith("#")]
+        return _parse_csv(text, where)
+    return [_instrument(ln, {}, where, no) for no, ln in enumerate(lines, 1) if ln and not ln.startswith("#")]
 
 
 def _parse_csv(text: str, where: str) -> list[Instrument]:

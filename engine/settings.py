@@ -1,4 +1,7 @@
-"""Settings: one frozen object read once from ``SHAREWISE_*`` environment variables.
+"""Settings: one frozen object parsed once from ``SHAREWISE_*`` environment variables.
+
+A pure parser: :meth:`Settings.from_env` reads the mapping it is handed; the CLI hands it the
+process environment and the user's state directory (``engine/cli/environment.py``).
 
 =============================  ==========================================  =========================
 variable                       meaning                                     default
@@ -23,18 +26,17 @@ variable                       meaning                                     defau
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import platformdirs
-
 from engine.errors import ConfigError
 
 #: the smallest message limit that still holds a dead-letter record with a useful prefix of its original
 MIN_MESSAGE_BYTES = 16_384
+#: the variables that name a path: the CLI expands a leading ``~`` in them before parsing
+PATH_VARIABLES = ("SHAREWISE_HOME", "SHAREWISE_INSTRUMENTS")
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@")
 
 
@@ -64,10 +66,13 @@ class Settings:
     drain_timeout_s: float = 120.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SHAREWISE_*`` variables; raise :class:`ConfigError` naming a bad one."""
-        env = os.environ if env is None else env
-        home = Path(env.get("SHAREWISE_HOME") or platformdirs.user_state_dir("sharewise")).expanduser()
+    def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
+        """Parse the ``SHAREWISE_*`` variables of ``env``; raise :class:`ConfigError` naming a bad one.
+
+        ``default_home`` is the home when ``SHAREWISE_HOME`` is unset or empty (the CLI passes the
+        user's state directory); without either, ConfigError. Paths are taken as written (no ``~``).
+        """
+        home = _home(env, default_home)
         kafka = env.get("SHAREWISE_KAFKA") or None
         if kafka and not kafka.startswith("kafka://"):
             raise ConfigError(f"SHAREWISE_KAFKA must look like kafka://host:port[,host:port], got {redact(kafka)!r}")
@@ -88,7 +93,7 @@ class Settings:
             ws_host=env.get("SHAREWISE_WS_HOST", "127.0.0.1"),
             ws_port=_int(env, "SHAREWISE_WS_PORT", 8765, minimum=0),
             jwt_secret=env.get("SHAREWISE_JWT_SECRET") or None,
-            instruments_file=Path(instruments).expanduser() if instruments else None,
+            instruments_file=Path(instruments) if instruments else None,
             metrics_port=_int(env, "SHAREWISE_METRICS_PORT", 0, minimum=0) if env.get("SHAREWISE_METRICS_PORT") else None,
             metrics_host=env.get("SHAREWISE_METRICS_HOST") or "127.0.0.1",
             max_message_bytes=_int(env, "SHAREWISE_MAX_MESSAGE_BYTES", 1_000_000, minimum=MIN_MESSAGE_BYTES),
@@ -104,10 +109,6 @@ class Settings:
     @property
     def pgdata(self) -> Path:
         return self.home / "postgres"
-
-    @property
-    def broker_dir(self) -> Path:
-        return self.home / "broker"
 
     @property
     def log_dir(self) -> Path:
@@ -130,6 +131,15 @@ class Settings:
             "jwt_secret": "from SHAREWISE_JWT_SECRET" if self.jwt_secret else "generated under HOME",
             "metrics": "off" if self.metrics_port is None else f"{self.metrics_host}:{self.metrics_port}",
         }
+
+
+def _home(env: Mapping[str, str], default: Path | None) -> Path:
+    raw = env.get("SHAREWISE_HOME")
+    if raw:
+        return Path(raw)
+    if default is None:
+        raise ConfigError("SHAREWISE_HOME is not set and no default home was given")
+    return default
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

@@ -24,7 +24,7 @@ A **columnar packet** carries the same ticks more compactly (our own feeds use i
 epoch milliseconds). It is
 validated column-wise; if any tick in it is bad, each tick is judged alone as the JSON line
 ``{"symbol","time","price","qty"}`` it stands for, which is also what a reject's original
-bytes hold.
+bytes hold. A value that starts so but is no columnar packet is judged as tick lines.
 
 Validation gives each bad line exactly one reason, the first that applies in
 this order: ``bad_json`` (not JSON, or not an object), ``missing_field``,
@@ -32,14 +32,16 @@ this order: ``bad_json`` (not JSON, or not an object), ``missing_field``,
 ``out_of_session``. ``late`` needs per-symbol state: the bar aggregator decides
 it, and :meth:`DecodedTicks.rejected_by` turns its statuses into rejects with
 the original bytes. JSON's non-standard ``NaN``/``Infinity`` are read (then
-rejected as ``bad_price``/``bad_qty``), not called ``bad_json``.
+rejected as ``bad_price``/``bad_qty``), not called ``bad_json``. The rules of price, qty,
+time and session are :mod:`engine.domain`'s, which the bar kernel applies too; every path here
+(bulk, columnar, line by line) judges with them and gives the same verdicts.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from collections.abc import Sequence as SequenceABC
 from typing import Iterable, Mapping, Sequence
 
@@ -47,23 +49,21 @@ import numpy as np
 import orjson
 
 from engine.domain import (
-    DAY_NS,
-    IST_OFFSET_NS,
     MAX_PRICE,
     MAX_QTY,
-    SESSION_CLOSE_NS,
-    SESSION_OPEN_NS,
     Reason,
     Tick,
     datetime_to_ns,
+    in_session,
     ns_to_datetime,
+    price_ok,
+    qty_ok,
+    time_ok,
 )
 from engine.instruments import InstrumentRegistry
 
-TIME_MIN_NS = datetime_to_ns(datetime(2000, 1, 1, tzinfo=timezone.utc))
-TIME_MAX_NS = datetime_to_ns(datetime(2100, 1, 1, tzinfo=timezone.utc))
-_TIME_MIN_MS, _TIME_MAX_MS = TIME_MIN_NS // 1_000_000, TIME_MAX_NS // 1_000_000
 _FIELDS = ("symbol", "time", "price", "qty")
+_NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +125,6 @@ _KERNEL_DETAIL = {
 }
 
 
-def decode_packet(data: bytes, registry: InstrumentRegistry) -> DecodedTicks:
-    """Decode one message (a packet or a single tick); see :func:`decode_packets`."""
-    return decode_packets([data], registry)
-
-
 def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> DecodedTicks:
     """Decode and validate a batch of message values into columns and rejects.
 
@@ -142,11 +137,7 @@ def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> Dec
     rejects: list[Reject] = []
     all_lines = []
     for m, data in enumerate(values):
-        if data.startswith(COLUMNAR_PREFIX):
-            lines, chunk = _decode_columnar(data, registry.index)
-        else:
-            lines = _split(data)
-            chunk = _decode_bulk(lines, registry.index)
+        lines, chunk = _decode_message(data, registry.index)
         all_lines.append(lines)
         chunks.append(chunk if chunk is not None else _decode_each(m, lines, registry.index, rejects))
     counts = [len(c[0]) for c in chunks]
@@ -158,6 +149,16 @@ def decode_packets(values: Sequence[bytes], registry: InstrumentRegistry) -> Dec
 _EMPTY = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int32))
 _NUMBER = {int, float}
 _INT = {int}
+
+
+def _decode_message(data: bytes, index: Mapping[str, int]) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None]:
+    """(lines, columns of all its ticks, or None: judge each line) of one message value."""
+    if data.startswith(COLUMNAR_PREFIX):
+        columnar = _decode_columnar(data, index)
+        if columnar is not None:
+            return columnar
+    lines = _split(data)
+    return lines, _decode_bulk(lines, index)
 
 
 def _decode_bulk(lines: list[bytes], index: Mapping[str, int]) -> tuple[np.ndarray, ...] | None:
@@ -187,16 +188,28 @@ def _checked(syms: list, times: list, prices: list, qtys: list, index: Mapping[s
 
 
 def _numbers(times: list, prices: list, qtys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(ts_ns, price, qty) arrays when every value has the right JSON type and range, else None."""
+    """(ts_ns, price, qty) arrays when every value has the fast path's JSON type and passes the rules, else None."""
     if not (set(map(type, times)) <= _INT and set(map(type, prices)) <= _NUMBER and set(map(type, qtys)) <= _NUMBER):
         return None
+    arrays = _arrays(times, prices, qtys)
+    if arrays is None or not _usable(*arrays).all():
+        return None
+    t, p, q = arrays
+    return t * _NS_PER_MS, p, q
+
+
+def _arrays(times: list, prices: list, qtys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Epoch-ms times (int64), prices and quantities (float64); None when a time does not fit int64."""
     try:
         t = np.array(times, dtype=np.int64)
     except OverflowError:
         return None
-    p, q = np.array(prices, dtype=np.float64), np.array(qtys, dtype=np.float64)
-    ok = (p > 0) & (p < MAX_PRICE) & (q >= 0) & (q < MAX_QTY) & (t >= _TIME_MIN_MS) & (t < _TIME_MAX_MS)
-    return (t * 1_000_000, p, q) if ok.all() else None
+    return t, np.array(prices, dtype=np.float64), np.array(qtys, dtype=np.float64)
+
+
+def _usable(t_ms: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per tick: passes the rules of price, qty and time (``engine.domain``); the session is judged last, on all."""
+    return price_ok(p) & qty_ok(q) & time_ok(t_ms, _NS_PER_MS)
 
 
 COLUMNAR_PREFIX = b'{"packet":1,'
@@ -219,16 +232,18 @@ class _ColumnarLines(SequenceABC):
         return orjson.dumps({"symbol": self._symbols[code] if known else code, "time": t, "price": p, "qty": q})
 
 
-def _decode_columnar(data: bytes, index: Mapping[str, int]) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None]:
-    """(lines, columns or None) of a columnar packet; a malformed one is judged as a single line."""
+def _decode_columnar(
+    data: bytes, index: Mapping[str, int]
+) -> tuple[Sequence[bytes], tuple[np.ndarray, ...] | None] | None:
+    """(lines, columns or None) of a columnar packet; None for a malformed one, which is judged as tick lines."""
     try:
         doc = orjson.loads(data)
         symbols = doc["symbols"]
         cols = (doc["sym"], doc["time"], doc["price"], doc["qty"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return [data], None
+        return None
     if type(symbols) is not list or not all(type(c) is list and len(c) == len(cols[0]) for c in cols):
-        return [data], None
+        return None
     lines = _ColumnarLines(symbols, cols)
     chunk = _checked_codes(symbols, cols, index)
     return (lines, chunk) if chunk is not None else (list(lines), None)
@@ -259,11 +274,72 @@ def encode_columnar(symbols: Sequence[str], time_ms: Sequence[int], price: Seque
 
 
 def _decode_each(m: int, lines: list[bytes], index: Mapping[str, int], rejects: list[Reject]) -> tuple[np.ndarray, ...]:
-    cols: tuple[list, ...] = ([], [], [], [], [])
-    _decode_lines(m, lines, index, cols, rejects)
-    inst, ts, price, qty, line = cols
+    """A message judged line by line, with the bulk path's verdicts: the lines the fast reader takes are
+    checked together (:func:`_usable`); the others, and those that fail, are judged alone, in line order."""
+    fast, slow = _read_lines(lines, index)
+    inst, times, prices, qtys, line = fast
+    arrays = _arrays(times, prices, qtys)
+    if arrays is None:  # a time beyond int64: judge every line alone
+        return _judge_lines(m, lines, list(range(len(lines))), index, rejects) or _EMPTY
+    t, p, q = arrays
+    ok = _usable(t, p, q)
+    cols = (np.array(inst, dtype=np.int64), t * _NS_PER_MS, p, q, np.array(line, dtype=np.int32))
+    if not ok.all():
+        slow = sorted(slow + [line[k] for k in np.flatnonzero(~ok).tolist()])
+        cols = tuple(c[ok] for c in cols)
+    judged = _judge_lines(m, lines, slow, index, rejects)
+    return _in_line_order(cols, judged) if judged else cols
+
+
+def _read_lines(lines: list[bytes], index: Mapping[str, int]) -> tuple[tuple[list, ...], list[int]]:
+    """The per-tick hot loop: ``(inst, time_ms, price, qty, line)`` of the lines that are tick objects with
+    the fast path's types (a listed symbol, epoch-ms time, numbers), and the numbers of all other lines."""
+    fast: tuple[list, ...] = ([], [], [], [], [])
+    inst, ts, price, qty, line = (c.append for c in fast)
+    slow: list[int] = []
+    loads, get = orjson.loads, index.get
+    for n, raw in enumerate(lines):
+        try:
+            obj = loads(raw)
+            sym, t, p, q = obj["symbol"], obj["time"], obj["price"], obj["qty"]
+            i = get(sym)
+            if type(t) is int and i is not None and type(p) in _NUMBER and type(q) in _NUMBER:
+                inst(i)
+                ts(t)
+                price(p)
+                qty(q)
+                line(n)
+                continue
+        except Exception:  # noqa: BLE001 - any failure is judged precisely by _judge
+            pass
+        slow.append(n)
+    return fast, slow
+
+
+def _judge_lines(m: int, lines: list[bytes], numbers: list[int], index: Mapping[str, int],
+                 rejects: list[Reject]) -> tuple[np.ndarray, ...] | None:
+    """Judge lines ``numbers`` one by one (:func:`_judge`): append the rejects, return the good ticks'
+    columns (``None`` when there is none)."""
+    good: tuple[list, ...] = ([], [], [], [], [])
+    for n in numbers:
+        verdict = _judge(m, n, lines[n], index)
+        if type(verdict) is Reject:
+            rejects.append(verdict)
+        elif verdict is not None:
+            for column, value in zip(good, (*verdict, n)):
+                column.append(value)
+    if not good[0]:
+        return None
+    inst, ts, price, qty, line = good
     return (np.array(inst, dtype=np.int64), np.array(ts, dtype=np.int64), np.array(price, dtype=np.float64),
             np.array(qty, dtype=np.float64), np.array(line, dtype=np.int32))
+
+
+def _in_line_order(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The ticks of two column sets (each in line order) merged in line order; the line is the last column."""
+    merged = tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+    order = np.argsort(merged[-1], kind="stable")
+    return tuple(column[order] for column in merged)
 
 
 def _split(data: bytes) -> list[bytes]:
@@ -281,47 +357,6 @@ def _parses_as_object(data: bytes) -> bool:
         return type(orjson.loads(data)) is dict
     except orjson.JSONDecodeError:
         return False
-
-
-def _decode_lines(m: int, lines: list[bytes], index: Mapping[str, int], cols: tuple[list, ...],
-                  rejects: list[Reject]) -> None:  # fmt: skip
-    """The per-tick hot loop: a fast path that only accepts fully valid ticks; anything else is
-    judged by :func:`_judge`, which finds the reason (or skips a blank line)."""
-    inst, ts, price, qty, line = (c.append for c in cols)
-    loads, get = orjson.loads, index.get
-    for n, raw in enumerate(lines):
-        try:
-            obj = loads(raw)
-            sym, t, p, q = obj["symbol"], obj["time"], obj["price"], obj["qty"]
-            i = get(sym)
-            tp, tq = type(p), type(q)
-            if (
-                type(t) is int
-                and i is not None
-                and (tp is float or tp is int)
-                and (tq is float or tq is int)
-                and 0 < p < MAX_PRICE
-                and 0 <= q < MAX_QTY
-                and _TIME_MIN_MS <= t < _TIME_MAX_MS
-            ):
-                inst(i)
-                ts(t * 1_000_000)
-                price(p)
-                qty(q)
-                line(n)
-                continue
-        except Exception:  # noqa: BLE001 - any failure is judged precisely below
-            pass
-        verdict = _judge(m, n, raw, index)
-        if type(verdict) is Reject:
-            rejects.append(verdict)
-        elif verdict is not None:
-            i, t_ns, p, q = verdict
-            inst(i)
-            ts(t_ns)
-            price(p)
-            qty(q)
-            line(n)
 
 
 def _judge(m: int, n: int, raw: bytes, index: Mapping[str, int]) -> Reject | tuple[int, int, float, float] | None:
@@ -368,9 +403,9 @@ def _fields(obj: dict) -> tuple[object, object, float, float]:
     except KeyError:
         missing = [f for f in _FIELDS if f not in obj]
         raise _Bad(Reason.MISSING_FIELD, f"missing {', '.join(missing)}") from None
-    if type(p) not in (float, int) or not 0 < p < MAX_PRICE:
+    if type(p) not in _NUMBER or not price_ok(p):
         raise _Bad(Reason.BAD_PRICE, f"price {p!r}: want a number > 0 and < {MAX_PRICE:.0e}")
-    if type(q) not in (float, int) or not 0 <= q < MAX_QTY:
+    if type(q) not in _NUMBER or not qty_ok(q):
         raise _Bad(Reason.BAD_QTY, f"qty {q!r}: want a number >= 0 and < {MAX_QTY:.0e}")
     return sym, t, p, q
 
@@ -378,7 +413,7 @@ def _fields(obj: dict) -> tuple[object, object, float, float]:
 def _time_ns(t: object) -> int:
     """Exchange time in ns from epoch ms (int) or ISO 8601 with offset (str); raise :class:`_Bad`."""
     if type(t) is int:
-        t_ns = t * 1_000_000
+        t_ns = t * _NS_PER_MS
     elif type(t) is str:
         try:
             t_ns = datetime_to_ns(datetime.fromisoformat(t))
@@ -386,14 +421,14 @@ def _time_ns(t: object) -> int:
             raise _Bad(Reason.BAD_TIME, f"time {t!r}: {exc}") from None
     else:
         raise _Bad(Reason.BAD_TIME, f"time {t!r}: want epoch milliseconds or ISO 8601 with offset")
-    if not TIME_MIN_NS <= t_ns < TIME_MAX_NS:
+    if not time_ok(t_ns):
         raise _Bad(Reason.BAD_TIME, f"time {t!r} is outside 2000-2100")
     return t_ns
 
 
 def _drop_out_of_session(d: DecodedTicks) -> DecodedTicks:
-    tod = (d.ts_ns + IST_OFFSET_NS) % DAY_NS
-    bad = (tod < SESSION_OPEN_NS) | (tod >= SESSION_CLOSE_NS)
+    """The ticks in session; the others become ``out_of_session`` rejects, the last reason judged."""
+    bad = ~in_session(d.ts_ns)
     if not bad.any():
         return d
     for k in np.flatnonzero(bad):

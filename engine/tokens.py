@@ -6,31 +6,25 @@ Verifying a token here checks the signature, the expiry and the claims' shape on
 whether it was revoked, and whether its user still exists and is active, is the
 database's answer (``sinks.feed.accounts``).
 
-The signing secret is ``SHAREWISE_JWT_SECRET`` when set (at least 32 bytes), otherwise
-32 random bytes generated on first use into ``$SHAREWISE_HOME/secrets/jwt_secret``
-(directory 0700, file 0600) and read from there afterwards. Neither a token nor the
-secret is ever logged or put into an error message.
+No file I/O here: the signing secret (at least 32 bytes) is handed in; ``sinks/feed/secret.py`` finds it
+(``SHAREWISE_JWT_SECRET``, or a file generated once under ``$SHAREWISE_HOME/secrets``).
+Neither a token nor the secret is ever logged or put into an error message.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import jwt
 
 from engine.errors import ConfigError, EngineError
-from engine.settings import Settings
 
 ALGORITHM = "HS256"
 #: every channel of the websocket feed, in the order they are documented
 FEED_CHANNELS = ("signals", "orders", "notifications", "bars")
-SECRET_FILE = "jwt_secret"
 MIN_SECRET_BYTES = 32
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -124,40 +118,3 @@ def parse_ttl(text: str) -> timedelta:
         raise ConfigError(f"--ttl must look like 90s, 30m, 12h, 1d or 2w (a positive number and a unit), got {text!r}")
     return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
 
-
-def load_secret(settings: Settings) -> bytes:
-    """The signing secret: SHAREWISE_JWT_SECRET, or the one under HOME (generated on first use, 0600)."""
-    if settings.jwt_secret:
-        return settings.jwt_secret.encode()
-    path = settings.secrets_dir / SECRET_FILE
-    try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        return _create_secret(path)
-
-
-def _read_secret(path: Path) -> bytes:
-    secret = path.read_bytes().strip()
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{path} is too short to be a signing secret: delete it to generate a new one")
-    return secret
-
-
-def _create_secret(path: Path) -> bytes:
-    """Write a fresh secret atomically; if another process won the race, use theirs."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    secret = secrets.token_hex(MIN_SECRET_BYTES).encode()
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, secret)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite a secret in use
-    except FileExistsError:
-        return _read_secret(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return secret

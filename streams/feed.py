@@ -9,8 +9,6 @@ because the worker, not the feed, judges them and dead-letters them with a reaso
 from __future__ import annotations
 
 import asyncio
-import csv
-import math
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +19,7 @@ from engine.domain import Reason
 from engine.errors import ConfigError
 from engine.messages import DEFAULT_MAX_MESSAGE_BYTES, dead_letter_record, pack_lines
 from engine.partitioner import partition_for
+from engine.tick_csv import replay_line, tick_rows
 from engine.ticks import encode_columnar
 from streams.admin import ensure_topics, list_topics
 from streams.topics import MARKET_TICKS as TICKS
@@ -163,25 +162,10 @@ def _jsonl(path: Path) -> Iterator[tuple[bytes, str | None]]:
 
 
 def _csv(path: Path) -> Iterator[tuple[bytes, str | None]]:
+    """Rows through the engine's one tick CSV parser (``engine/tick_csv.py``), as tick JSON lines."""
     with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"time", "symbol", "price", "qty"} - set(reader.fieldnames or [])
-        if missing:
-            raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))} (want time,symbol,price,qty)")
-        for row in reader:
-            tick = {"symbol": row["symbol"], "time": row["time"], "price": _number(row["price"]),
-                    "qty": _number(row["qty"])}
-            yield orjson.dumps(tick), row["symbol"]
-
-
-def _number(text: str | None) -> float | str | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else text
+        for row in tick_rows(fh, str(path)):
+            yield replay_line(row)
 
 
 def count_lines(path: Path) -> int:

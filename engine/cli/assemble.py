@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.instruments import InstrumentRegistry, load_instruments
+from engine.cli.files import load_instruments
+from engine.instruments import InstrumentRegistry
 from engine.pipeline import SignalPipeline
 from engine.settings import Settings
 from engine.strategy.deployments import InvalidStrategyRow, deployments_from_rows

@@ -30,11 +30,12 @@ from rich.table import Table
 from db.connect import connect
 from db.embedded import resolve_dsn
 from engine.cli.console import clean_errors, err, out
+from engine.cli.environment import load_settings
+from engine.cli.files import backtest_file
 from engine.domain import Timeframe
 from engine.errors import ConfigError
-from engine.settings import Settings
 from engine.strategy import discovery
-from engine.strategy.backtest import BacktestResult, run_backtest
+from engine.strategy.backtest import BacktestResult
 
 DEMO_EMAIL = "demo@sharewise.local"
 
@@ -56,10 +57,10 @@ def backtest(
     user: str = typer.Option(DEMO_EMAIL, "--user", help="Owner (email) of the strategy row --save writes."),
 ) -> None:
     """Backtest a strategy on a tick or bar file, bar by bar, with the live pipeline's code."""
-    settings = Settings.from_env()
+    settings = load_settings()
     tf = Timeframe.parse(timeframe)
     values = _params(params)
-    result = run_backtest(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s)
+    result = backtest_file(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s)
     if as_json:
         typer.echo(orjson.dumps(result.as_json()).decode())
     else:

@@ -31,9 +31,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from engine.bars import BarAggregator, ClosedBars
 from engine.cli.console import clean_errors, err
+from engine.cli.environment import load_settings
+from engine.cli.files import read_tick_csv
 from engine.domain import IST, Reason, Timeframe, ns_to_datetime
-from engine.settings import Settings
-from engine.tick_csv import read_tick_csv
 
 #: inputs larger than this show a progress bar (about half a second of work)
 PROGRESS_MIN_BYTES = 4 << 20
@@ -55,7 +55,7 @@ def bars(
 ) -> None:
     """Aggregate TICKS into bars of one timeframe, aligned to the NSE session (IST)."""
     tf = Timeframe.parse(timeframe)
-    lateness_s = Settings.from_env().allowed_lateness_s if lateness is None else lateness
+    lateness_s = load_settings().allowed_lateness_s if lateness is None else lateness
     agg = BarAggregator(0, lateness_s)
     symbols: dict[str, int] = {}
     rejected: Counter[str] = Counter()

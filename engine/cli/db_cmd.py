@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from engine.cli.console import clean_errors, out
-from engine.settings import Settings
+from engine.cli.environment import load_settings
 
 db_app = typer.Typer(help="Database: apply migrations, show their status, seed the demo tenant.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def migrate_cmd() -> None:
     from db.embedded import resolve_dsn
     from db.migrate import migrate
 
-    applied = asyncio.run(migrate(resolve_dsn(Settings.from_env())))
+    applied = asyncio.run(migrate(resolve_dsn(load_settings())))
     for name in applied:
         out.print(f"applied {name}")
     out.print(f"{len(applied)} migration(s) applied" if applied else "nothing to apply: schema up to date")
@@ -38,7 +38,7 @@ def status_cmd() -> None:
     from db.embedded import resolve_dsn
     from db.migrate import migration_status
 
-    rows = asyncio.run(migration_status(resolve_dsn(Settings.from_env())))
+    rows = asyncio.run(migration_status(resolve_dsn(load_settings())))
     table = Table("migration", "state", "applied at")
     for name, applied_at in rows:
         state = "applied" if applied_at else "[yellow]pending[/]"
@@ -55,7 +55,7 @@ def seed_demo_cmd() -> None:
     from db.embedded import resolve_dsn
     from db.seed_demo import DEMO_EMAIL, seed_demo
 
-    result = asyncio.run(seed_demo(resolve_dsn(Settings.from_env())))
+    result = asyncio.run(seed_demo(resolve_dsn(load_settings())))
     for label in result["created"]:
         out.print(f"created {label}")
     if not result["created"]:

@@ -9,11 +9,13 @@ from typing import Any, Awaitable, Callable
 import typer
 
 from engine.cli.console import clean_errors, err, fail, out
+from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, load_secret, parse_ttl
+from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, parse_ttl
+from sinks.feed.secret import load_secret
 
 token_app = typer.Typer(help="Create and revoke websocket feed tokens.", no_args_is_help=True)
 
@@ -32,7 +34,7 @@ def feed_server(
     from sinks.feed.config import FeedConfig
     from sinks.feed.server import FeedServer, serve_feed
 
-    settings = Settings.from_env()
+    settings = load_settings()
     config = FeedConfig(bars_kept=bar_history, personal_kept=timedelta(days=history_days))
     setup_logging(settings, "feed-server")
 
@@ -71,7 +73,7 @@ def token_create(
     """Print a new signed token (stdout, alone on its line); its id and expiry go to stderr."""
     from sinks.feed.accounts import record_token, user_id_for
 
-    settings = Settings.from_env()
+    settings = load_settings()
     lifetime = parse_ttl(ttl)
     wanted = check_channels(tuple(c.strip() for c in channels.split(",") if c.strip()))
     issuer = TokenIssuer(load_secret(settings))
@@ -96,7 +98,7 @@ def token_revoke(
     """Revoke a token: new sessions are refused and open ones close with 4401 within seconds."""
     from sinks.feed.accounts import revoke_token
 
-    settings = Settings.from_env()
+    settings = load_settings()
     token_id = _token_id(settings, token, jti)
 
     async def revoke(conn: Any) -> Any:

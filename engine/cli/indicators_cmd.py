@@ -29,6 +29,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from engine.cli.console import clean_errors, err
+from engine.cli.files import text_lines
 from engine.csvfile import csv_rows
 from engine.errors import ConfigError
 from engine.indicators import DEFAULT_COLUMNS, default_set
@@ -88,7 +89,8 @@ def read_bar_csv(path: Path, chunk_rows: int, on_bytes: Callable[[int], None] | 
     ConfigError naming the file (and line and column) when the file is missing, lacks a
     column, or holds a value that is not a finite number.
     """
-    with csv_rows(path, COLUMNS, on_bytes) as (rows, positions):
+    with text_lines(path, on_bytes) as lines:
+        rows, positions = csv_rows(lines, COLUMNS, str(path))
         fields: list[list] = [[] for _ in COLUMNS]
         for row in rows:
             if row:

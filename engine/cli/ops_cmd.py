@@ -18,6 +18,7 @@ import typer
 from rich.live import Live
 
 from engine.cli.console import clean_errors, fail, out
+from engine.cli.environment import load_settings
 from engine.errors import ConfigError, EngineError
 from engine.settings import Settings
 
@@ -78,7 +79,7 @@ def monitor(
     """
     from streams.ops.monitor import Monitor
 
-    settings = Settings.from_env()
+    settings = load_settings()
     where = targets(settings)
     bootstrap = where.kafka()
 
@@ -134,7 +135,7 @@ def topics(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
 
     from streams.ops.cluster import ClusterProbe
 
-    bootstrap = targets(Settings.from_env()).kafka()
+    bootstrap = targets(load_settings()).kafka()
 
     async def read() -> tuple[dict, dict]:
         async with ClusterProbe(bootstrap) as probe:
@@ -172,7 +173,7 @@ def dlq_show(
     from streams.ops.cluster import ClusterProbe
     from streams.ops.dlq import show
 
-    bootstrap = targets(Settings.from_env()).kafka()
+    bootstrap = targets(load_settings()).kafka()
 
     async def read() -> list:
         async with ClusterProbe(bootstrap) as probe:
@@ -203,7 +204,7 @@ def dlq_replay(
     from streams.ops.cluster import ClusterProbe
     from streams.ops.dlq import replay
 
-    bootstrap = targets(Settings.from_env()).kafka()
+    bootstrap = targets(load_settings()).kafka()
 
     async def run() -> Any:
         async with ClusterProbe(bootstrap) as probe:
@@ -226,7 +227,7 @@ def dlq_replay(
 @clean_errors
 def status() -> None:
     """Check the broker, the database and the workers; one line each; exit 1 naming what is down."""
-    settings = Settings.from_env()
+    settings = load_settings()
     from engine.cli.ops_view import status_table
 
     lines = asyncio.run(_health(targets(settings)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
+from engine.cli.environment import load_settings
+from engine.cli.files import load_instruments
 from engine.cli.logs import setup_logging
 from engine.cli.runtime import services
 from engine.errors import ConfigError
-from engine.feeds.synth import SyntheticFeed
-from engine.instruments import load_instruments
+from engine.feeds.synth import IST, SyntheticFeed, latest_session_day
 from engine.settings import Settings
 
 feed_app = typer.Typer(help="Produce ticks to market.ticks: a synthetic NSE feed or a file replay.", no_args_is_help=True)
@@ -41,7 +43,7 @@ def worker(
     checkpoint_interval: float = typer.Option(2.0, min=0.1, help="Seconds between state checkpoints."),
 ) -> None:
     """Run one streaming worker: it joins the group and processes its share of the partitions until stopped."""
-    settings = Settings.from_env()
+    settings = load_settings()
     setup_logging(settings, "worker", stderr_level=20)
 
     async def run() -> None:
@@ -84,7 +86,8 @@ async def run_synth(bootstrap: str, settings: Settings, *, symbols: int, rate: f
     registry = load_instruments(settings)
     chosen = registry.instruments[: max(1, min(symbols, len(registry)))]
     prices = np.array([i.typical_price for i in chosen])
-    feed = SyntheticFeed(prices, seed=seed, ticks_per_market_second=rate / speed)
+    today = latest_session_day(datetime.now(IST))
+    feed = SyntheticFeed(prices, start_day=today, seed=seed, ticks_per_market_second=rate / speed)
     names = [i.symbol for i in chosen]
     step = 0.1
     started = time.monotonic()
@@ -135,7 +138,7 @@ def feed_synth(
     seed: int = typer.Option(7, "--seed", help="Random seed: the same seed gives the same ticks."),
 ) -> None:
     """Produce a realistic synthetic NSE feed (GBM, intraday volatility shape, session hours in IST)."""
-    settings = Settings.from_env()
+    settings = load_settings()
 
     async def run() -> None:
         with services(settings, database=False) as rt:
@@ -153,7 +156,7 @@ def feed_synth(
 @clean_errors
 def feed_replay(file: Path = typer.Argument(..., help="CSV time,symbol,price,qty or JSONL (lines sent unchanged).")) -> None:
     """Replay a tick file to market.ticks as fast as possible, with progress."""
-    settings = Settings.from_env()
+    settings = load_settings()
     if not file.is_file():
         raise ConfigError(f"{file}: no such file")
 

@@ -6,8 +6,8 @@ import typer
 from rich.table import Table
 
 from engine.cli.console import clean_errors, out
+from engine.cli.environment import load_settings
 from engine.cli.runtime import read_state, state_path, write_state
-from engine.settings import Settings
 
 services_app = typer.Typer(help="Keep the embedded broker and database running for development.", no_args_is_help=True)
 
@@ -19,7 +19,7 @@ def start() -> None:
     from db.embedded import start_postgres
     from streams.broker import EmbeddedBroker, pid_alive
 
-    settings = Settings.from_env()
+    settings = load_settings()
     state = read_state(settings)
     broker = state.get("broker")
     if settings.kafka:
@@ -46,7 +46,7 @@ def stop() -> None:
     from db.embedded import stop_postgres
     from streams.broker import stop_pid
 
-    settings = Settings.from_env()
+    settings = load_settings()
     state = read_state(settings)
     if not state:
         out.print("no services recorded: nothing to stop")
@@ -67,7 +67,7 @@ def status() -> None:
     from db.embedded import postgres_status
     from streams.broker import pid_alive
 
-    settings = Settings.from_env()
+    settings = load_settings()
     state = read_state(settings)
     table = Table("service", "state", "address")
     down = False

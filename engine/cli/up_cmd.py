@@ -28,6 +28,7 @@ from rich.table import Table
 from engine.cli import aio
 from engine.cli.assemble import active_deployments, make_worker, prepare
 from engine.cli.console import clean_errors, err, out
+from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
 from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event, until_stopped_or_failed
 from engine.cli.runtime import Runtime, services
@@ -51,7 +52,7 @@ def up(
         raise ConfigError("--until-drained needs --replay FILE")
     if replay is not None and not replay.is_file():
         raise ConfigError(f"{replay}: no such file")
-    settings = Settings.from_env()
+    settings = load_settings()
     setup_logging(settings, "up", stderr_level=30 if not json_out else 40)
     _terminate_as_interrupt()
     try:

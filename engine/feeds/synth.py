@@ -39,9 +39,9 @@ def session_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, SESSION_OPEN, tzinfo=IST)
 
 
-def latest_session_day(now: dt.datetime | None = None) -> dt.date:
-    """The most recent weekday (IST) on or before ``now``."""
-    day = (now or dt.datetime.now(IST)).astimezone(IST).date()
+def latest_session_day(now: dt.datetime) -> dt.date:
+    """The most recent weekday (IST) on or before ``now`` (an aware datetime: the caller's clock)."""
+    day = now.astimezone(IST).date()
     while day.weekday() >= 5:
         day -= dt.timedelta(days=1)
     return day
@@ -65,14 +65,15 @@ class SyntheticFeed:
 
     Each call to :meth:`advance` moves market time forward by ``market_seconds`` and
     returns, in time order, about ``ticks_per_market_second * market_seconds`` ticks
-    spread over the symbols. Prices are rounded to the NSE tick size of 0.05.
+    spread over the symbols. Prices are rounded to the NSE tick size of 0.05. Market time
+    starts at the open of ``start_day`` (the CLI passes :func:`latest_session_day` of its clock).
     """
 
-    def __init__(self, prices: np.ndarray, *, seed: int = 7, start_day: dt.date | None = None,
+    def __init__(self, prices: np.ndarray, *, start_day: dt.date, seed: int = 7,
                  ticks_per_market_second: float = 50.0) -> None:
         self._rng = np.random.default_rng(seed)
         self._log_price = np.log(np.asarray(prices, dtype=np.float64))
-        self._day = start_day or latest_session_day()
+        self._day = start_day
         self._clock = 0.0  # market seconds into the current session
         self._rate = ticks_per_market_second
 

@@ -10,7 +10,8 @@
   ``IndicatorSet`` and :class:`~engine.strategy.runner.StrategyRunner`.
   Without a ``symbol`` column the symbol is the file name's stem, upper-cased.
 
-Signals are rounded by :func:`engine.strategy.signals.signal_record` (as the
+Pure: the caller hands in the file's lines and its name (the CLI reads the file:
+``engine/cli/files.py``). Signals are rounded by :func:`engine.strategy.signals.signal_record` (as the
 live sink rounds them) and listed by bar time, then symbol.
 
 Trades and statistics (deterministic; :func:`statistics`):
@@ -36,11 +37,12 @@ import csv
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from engine.csvfile import peek_header
 from engine.domain import Bar, Timeframe, datetime_to_ns
 from engine.errors import ConfigError
 from engine.indicators import DEFAULT_SPECS, IndicatorSet
@@ -49,9 +51,9 @@ from engine.pipeline import SignalPipeline
 from engine.strategy.api import SignalType, Strategy
 from engine.strategy.runner import Deployment, EmittedSignal, StrategyRunner
 from engine.strategy.signals import SignalRecord, signal_record
-from engine.tick_csv import read_tick_csv
+from engine.tick_csv import COLUMNS as TICK_COLUMNS
+from engine.tick_csv import TickChunk, tick_chunks
 
-TICK_COLUMNS = {"time", "symbol", "price", "qty"}
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume")
 BARS_PER_SESSION = {Timeframe.M1: 375, Timeframe.M5: 75, Timeframe.M15: 25, Timeframe.H1: 7, Timeframe.D1: 1}
 SESSIONS_PER_YEAR = 252
@@ -71,15 +73,20 @@ class BacktestResult:
         return {"signals": [s.as_json() for s in self.signals], **self.stats}
 
 
-def run_backtest(strategy: Strategy, path: Path, timeframe: Timeframe, lateness_s: float = 2.0) -> BacktestResult:
-    """Run ``strategy`` over the tick or bar file ``path``; raise :class:`ConfigError` for a bad file."""
+def run_backtest(strategy: Strategy, lines: Iterable[str], where: str, timeframe: Timeframe,
+                 lateness_s: float = 2.0) -> BacktestResult:
+    """Run ``strategy`` over a tick or bar file given as its ``lines``; ``where`` is its name (errors cite it).
+
+    Raise :class:`ConfigError` for a bad file.
+    """
+    names, lines = peek_header(lines)
     deployment = Deployment(strategy, strategy.name, frozenset({timeframe}))
     runner = StrategyRunner([deployment])
     try:
-        if _is_tick_file(path):
-            bars, emitted = replay_ticks(runner, path, timeframe, lateness_s)
+        if _is_tick_file(names, where):
+            bars, emitted = replay_ticks(runner, tick_chunks(lines, where), timeframe, lateness_s)
         else:
-            bars = read_bar_csv(path, timeframe)
+            bars = read_bar_csv(lines, where, timeframe)
             emitted = replay_bars(runner, bars)
     finally:
         runner.stop()
@@ -88,10 +95,10 @@ def run_backtest(strategy: Strategy, path: Path, timeframe: Timeframe, lateness_
 
 
 def replay_ticks(
-    runner: StrategyRunner, path: Path, timeframe: Timeframe, lateness_s: float
+    runner: StrategyRunner, ticks: Iterable[TickChunk], timeframe: Timeframe, lateness_s: float
 ) -> tuple[list[Bar], list[EmittedSignal]]:
-    """Feed a tick file through a :class:`SignalPipeline`; the closed bars of ``timeframe`` and the signals."""
-    chunks = list(read_tick_csv(path))
+    """Feed a tick file's chunks through a :class:`SignalPipeline`; the closed bars of ``timeframe`` and the signals."""
+    chunks = list(ticks)
     symbols = list(dict.fromkeys(s for chunk in chunks for s in chunk.symbols))
     registry = InstrumentRegistry.from_symbols(symbols)
     pipeline = SignalPipeline(registry, runner, lateness_s=lateness_s)
@@ -121,70 +128,62 @@ def replay_bars(runner: StrategyRunner, bars: Sequence[Bar]) -> list[EmittedSign
     return emitted
 
 
-def read_bar_csv(path: Path, timeframe: Timeframe) -> list[Bar]:
-    """Closed bars from a bars CSV; raise :class:`ConfigError` naming the line of a bad row."""
-    default_symbol = path.stem.upper()
-    with _open(path) as f:
-        rows = csv.reader(f)
-        header = [h.strip().lower() for h in next(rows, [])]
-        missing = [c for c in BAR_COLUMNS if c not in header]
-        if missing:
-            raise ConfigError(f"{path}: missing column {missing[0]!r} (a bars file has {','.join(BAR_COLUMNS)})")
-        at = {name: header.index(name) for name in (*BAR_COLUMNS, *(["symbol"] if "symbol" in header else []))}
-        bars = [_bar(path, rows.line_num, row, at, default_symbol, timeframe) for row in rows if row]
-    _check_order(path, bars)
+def read_bar_csv(lines: Iterable[str], where: str, timeframe: Timeframe) -> list[Bar]:
+    """Closed bars from a bars CSV's lines; raise :class:`ConfigError` naming the line of a bad row.
+
+    Without a ``symbol`` column the symbol is the stem of the file name ``where``, upper-cased.
+    """
+    default_symbol = PurePath(where).stem.upper()
+    rows = csv.reader(lines)
+    header = [h.strip().lower() for h in next(rows, [])]
+    missing = [c for c in BAR_COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(f"{where}: missing column {missing[0]!r} (a bars file has {','.join(BAR_COLUMNS)})")
+    at = {name: header.index(name) for name in (*BAR_COLUMNS, *(["symbol"] if "symbol" in header else []))}
+    bars = [_bar(where, rows.line_num, row, at, default_symbol, timeframe) for row in rows if row]
+    _check_order(where, bars)
     return bars
 
 
-def _bar(path: Path, line: int, row: list[str], at: dict[str, int], symbol: str, tf: Timeframe) -> Bar:
+def _bar(where: str, line: int, row: list[str], at: dict[str, int], symbol: str, tf: Timeframe) -> Bar:
     try:
         cells = {name: row[i].strip() for name, i in at.items()}
     except IndexError:
-        raise ConfigError(f"{path}:{line}: expected {len(at)} columns, got {len(row)}") from None
+        raise ConfigError(f"{where}:{line}: expected {len(at)} columns, got {len(row)}") from None
     try:
         when = datetime.fromisoformat(cells["time"])
         ts_ns = datetime_to_ns(when)
     except ValueError:
-        raise ConfigError(f"{path}:{line}: time {cells['time']!r} is not ISO 8601 with an offset") from None
+        raise ConfigError(f"{where}:{line}: time {cells['time']!r} is not ISO 8601 with an offset") from None
     values = []
     for name in BAR_COLUMNS[1:]:
         try:
             values.append(float(cells[name]))
         except ValueError:
-            raise ConfigError(f"{path}:{line}: {name} {cells[name]!r} is not a number") from None
+            raise ConfigError(f"{where}:{line}: {name} {cells[name]!r} is not a number") from None
     if not all(math.isfinite(v) for v in values) or min(values[:4]) <= 0 or values[4] < 0:
-        raise ConfigError(f"{path}:{line}: prices must be finite and positive, volume >= 0")
+        raise ConfigError(f"{where}:{line}: prices must be finite and positive, volume >= 0")
     name = cells.get("symbol") or symbol
     return Bar(name.upper(), tf, ts_ns, *values[:4], values[4], 0)
 
 
-def _check_order(path: Path, bars: Sequence[Bar]) -> None:
+def _check_order(where: str, bars: Sequence[Bar]) -> None:
     last: dict[str, int] = {}
     for k, bar in enumerate(bars):
         if bar.open_ns <= last.get(bar.symbol, -(2**63)):
-            raise ConfigError(f"{path}: bar {k + 1} of {bar.symbol} is not later than the previous one")
+            raise ConfigError(f"{where}: bar {k + 1} of {bar.symbol} is not later than the previous one")
         last[bar.symbol] = bar.open_ns
 
 
-def _is_tick_file(path: Path) -> bool:
-    with _open(path) as f:
-        header = {h.strip().lower() for h in next(csv.reader(f), [])}
-    if TICK_COLUMNS <= header:
+def _is_tick_file(header: set[str], where: str) -> bool:
+    """True for a ticks header, False for a bars header; ConfigError for neither."""
+    if set(TICK_COLUMNS) <= header:
         return True
     if set(BAR_COLUMNS) <= header:
         return False
     raise ConfigError(
-        f"{path}: header must hold time,symbol,price,qty (ticks) or time,open,high,low,close,volume (bars)"
+        f"{where}: header must hold {','.join(TICK_COLUMNS)} (ticks) or {','.join(BAR_COLUMNS)} (bars)"
     )
-
-
-def _open(path: Path):  # noqa: ANN202 - a text file handle
-    try:
-        return path.open(encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise ConfigError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 # --- statistics ------------------------------------------------------------------------------

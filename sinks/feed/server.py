@@ -25,7 +25,7 @@ from websockets.http11 import Request, Response
 from db.connect import create_pool
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import TokenIssuer, load_secret
+from engine.tokens import TokenIssuer
 from sinks.feed import accounts, history
 from sinks.feed.config import FeedConfig
 from sinks.feed.connection import FeedConnection, FeedHub
@@ -33,6 +33,7 @@ from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
 from sinks.feed.protocol import CLOSE_GOING_AWAY
 from db.connect import RETRYABLE
+from sinks.feed.secret import load_secret
 
 log = logging.getLogger("sharewise.feed")
 _ws_log = logging.getLogger("sharewise.feed.ws")

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from engine.cli.files import builtin_instruments, load_instruments
 from engine.errors import BadData, ConfigError
-from engine.instruments import InstrumentRegistry, builtin_instruments, load_instruments
+from engine.instruments import InstrumentRegistry
 from engine.partitioner import partition_for
 from engine.settings import Settings
+
+
+def index_of(registry: InstrumentRegistry, symbol: str) -> int:
+    """Dense index of ``symbol``; raise :class:`BadData` ``unknown_symbol`` if it is not listed."""
+    try:
+        return registry.index[symbol]
+    except KeyError:
+        raise BadData("unknown_symbol", f"{symbol!r} is not a listed instrument") from None
+
+
+def indices_in_partition(registry: InstrumentRegistry, partition: int, partitions: int) -> np.ndarray:
+    """Sorted int64 indices of the instruments whose ticks land on ``partition``."""
+    return np.array(
+        [i for i, s in enumerate(registry.symbols) if partition_for(s, partitions) == partition], dtype=np.int64
+    )
 
 
 def settings(tmp_path: Path, extra: Path | None = None) -> Settings:
@@ -27,13 +44,13 @@ def test_builtin_list_is_nifty50_plus_two_indices(tmp_path: Path) -> None:
     assert len(equities) == 50
     assert {"RELIANCE", "TCS", "HDFCBANK", "ICICIBANK", "INFY", "M&M", "BAJAJ-AUTO"} <= set(equities)
     assert all(i.typical_price > 0 for i in registry)
-    assert [registry.index_of(s) for s in registry.symbols] == list(range(len(registry)))
+    assert [index_of(registry, s) for s in registry.symbols] == list(range(len(registry)))
 
 
 def test_unknown_symbol_is_bad_data(tmp_path: Path) -> None:
     registry = load_instruments(settings(tmp_path))
     with pytest.raises(BadData) as info:
-        registry.index_of("ACME")
+        index_of(registry, "ACME")
     assert info.value.reason == "unknown_symbol"
     assert "ACME" not in registry and "TCS" in registry
 
@@ -44,7 +61,7 @@ def test_extra_file_one_symbol_per_line(tmp_path: Path) -> None:
     registry = load_instruments(settings(tmp_path, extra))
     n = len(builtin_instruments())
     assert registry.symbols[n:] == ("IRCTC", "ZYDUSLIFE")  # TCS already listed: keeps its index
-    assert registry.index_of("TCS") < n
+    assert index_of(registry, "TCS") < n
 
 
 def test_extra_file_as_csv(tmp_path: Path) -> None:
@@ -78,10 +95,10 @@ def test_missing_extra_file_is_config_error(tmp_path: Path) -> None:
 
 def test_partitions_split_the_universe_exactly(tmp_path: Path) -> None:
     registry = load_instruments(settings(tmp_path))
-    parts = [registry.indices_in_partition(p, 8) for p in range(8)]
+    parts = [indices_in_partition(registry, p, 8) for p in range(8)]
     assert sorted(i for part in parts for i in part) == list(range(len(registry)))
     for p, part in enumerate(parts):
-        assert all(partition_for(registry.symbol(i), 8) == p for i in part)
+        assert all(partition_for(registry.symbols[i], 8) == p for i in part)
 
 
 def test_from_symbols_keeps_first_occurrence_order() -> None:

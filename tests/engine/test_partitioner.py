@@ -6,7 +6,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2 as aiokafka_murmur2
 from hypothesis import given, settings, strategies as st
 
-from engine.instruments import builtin_instruments
+from engine.cli.files import builtin_instruments
 from engine.partitioner import murmur2, partition_for
 
 # Expected values from Apache Kafka's UtilsTest.testMurmur2 (signed Java ints).

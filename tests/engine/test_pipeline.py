@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import struct
+from datetime import datetime
 
 import numpy as np
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.feeds.synth import SyntheticFeed
+from engine.feeds.synth import IST, SyntheticFeed, latest_session_day
 from engine.instruments import InstrumentRegistry
 from engine.outputs import signal_message
 from tests.streams.support import STAMP
@@ -23,7 +24,8 @@ REGISTRY = InstrumentRegistry.from_symbols(SYMBOLS)
 
 
 def _ticks(minutes: float = 240, seed: int = 3):
-    feed = SyntheticFeed(np.array([2900.0, 3500.0, 1500.0]), seed=seed, ticks_per_market_second=2.0)
+    today = latest_session_day(datetime.now(IST))
+    feed = SyntheticFeed(np.array([2900.0, 3500.0, 1500.0]), start_day=today, seed=seed, ticks_per_market_second=2.0)
     return feed.advance(minutes * 60)
 
 

@@ -10,12 +10,18 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from engine.bars import BarAggregator
+from engine.cli.files import builtin_instruments
 from engine.domain import IST, Reason, Tick, datetime_to_ns
-from engine.instruments import InstrumentRegistry, builtin_instruments
-from engine.ticks import decode_packet, decode_packets, encode_packet, encode_tick
+from engine.instruments import InstrumentRegistry
+from engine.ticks import DecodedTicks, decode_packets, encode_packet, encode_tick
 
 REGISTRY = InstrumentRegistry(builtin_instruments())
 OPEN_MS = 1767584700000  # 2026-01-05 09:15:00 IST
+
+
+def decode_packet(data: bytes, registry: InstrumentRegistry) -> DecodedTicks:
+    """Decode one message (a packet or a single tick); see :func:`decode_packets`."""
+    return decode_packets([data], registry)
 
 
 def line(**fields: object) -> bytes:

@@ -13,7 +13,8 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, load_secret, parse_ttl
+from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, parse_ttl
+from sinks.feed.secret import load_secret
 
 SECRET = b"s" * 32
 USER = str(uuid.uuid4())

@@ -14,8 +14,9 @@ import asyncpg
 import numpy as np
 import orjson
 
+from engine.cli.files import load_instruments
 from engine.feeds.synth import SESSION_SECONDS, SyntheticFeed, next_session_day, session_start
-from engine.instruments import InstrumentRegistry, load_instruments
+from engine.instruments import InstrumentRegistry
 from engine.settings import Settings
 from engine.outputs import bar_message, signal_message
 from sinks.rows import marketdata_record, signal_row
@@ -87,7 +88,7 @@ def make_session_file(path: Path, symbols: tuple[str, ...], *, sessions: int, ti
     """A backfill as users replay one: ``sessions`` whole NSE sessions of ``symbols``, about ``ticks`` ticks,
     one JSON tick per line in time order (dense: many ticks per 1m bar). Returns the line count."""
     registry = load_instruments(Settings(home=Path("/nonexistent")))
-    prices = np.array([registry.instruments[registry.index_of(s)].typical_price for s in symbols])
+    prices = np.array([registry.instruments[registry.index[s]].typical_price for s in symbols])
     feed = SyntheticFeed(prices, seed=seed, start_day=day, ticks_per_market_second=ticks / (sessions * SESSION_SECONDS))
     with path.open("wb") as out:
         n = 0
@@ -105,7 +106,7 @@ def make_minute_history(path: Path, symbols: tuple[str, ...], *, sessions: int, 
     """Minute history replayed as ticks (sparse): one tick per symbol and minute, so every tick closes a 1m bar."""
     rng = np.random.default_rng(seed)
     registry = load_instruments(Settings(home=Path("/nonexistent")))
-    log_price = np.log([registry.instruments[registry.index_of(s)].typical_price for s in symbols])
+    log_price = np.log([registry.instruments[registry.index[s]].typical_price for s in symbols])
     n = 0
     with path.open("wb") as out:
         for _ in range(sessions):

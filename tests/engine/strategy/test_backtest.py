@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli.app import app
+from engine.cli.files import backtest_file
 from engine.domain import IST, Timeframe
 from engine.strategy import create
-from engine.strategy.backtest import BARS_PER_SESSION, run_backtest
+from engine.strategy.backtest import BARS_PER_SESSION
 
 BIN = Path(sys.executable).parent
 SIGNAL_KEYS = ["time", "symbol", "signal_type", "entry_price", "target_price", "stop_loss", "confidence_score"]
@@ -69,8 +70,8 @@ def test_ticks_give_what_their_bars_give(ticks_csv, tmp_path):
     made = _cli("bars", str(ticks_csv), "--timeframe", "15m", "--out", str(bars_csv))
     assert made.returncode == 0, made.stderr
     for name in ("ema_cross", "rsi_reversion", "donchian_breakout"):
-        from_ticks = run_backtest(create(name), ticks_csv, Timeframe.M15).as_json()
-        from_bars = run_backtest(create(name), bars_csv, Timeframe.M15).as_json()
+        from_ticks = backtest_file(create(name), ticks_csv, Timeframe.M15).as_json()
+        from_bars = backtest_file(create(name), bars_csv, Timeframe.M15).as_json()
         assert from_ticks == from_bars
 
 
@@ -81,7 +82,7 @@ def test_statistics_by_hand(tmp_path):
     start = datetime(2026, 1, 5, 9, 15, tzinfo=IST)
     rows = [f"{(start + timedelta(minutes=5 * k)).isoformat()},{c},{c},{c},{c},1000" for k, c in enumerate(closes)]
     path.write_text("time,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
-    result = run_backtest(create("ema_cross"), path, Timeframe.M5).as_json()
+    result = backtest_file(create("ema_cross"), path, Timeframe.M5).as_json()
     assert [(s["symbol"], s["signal_type"], s["entry_price"]) for s in result["signals"]] == [
         ("NIFTY", "BUY", 110.0), ("NIFTY", "SELL", 90.0)
     ]
@@ -142,7 +143,7 @@ def test_save_writes_backtest_results_into_the_demo_row(ticks_csv, pg_dsn):
         return json.loads(text)
 
     saved = asyncio.run(stored())
-    expected = run_backtest(create("ema_cross", {"fast": 5}), ticks_csv, Timeframe.M5)
+    expected = backtest_file(create("ema_cross", {"fast": 5}), ticks_csv, Timeframe.M5)
     assert saved == {"strategy": "ema_cross", "params": {"fast": 5}, "timeframe": "5m", "file": "ticks.csv",
                      "bars": expected.bars, "signals": len(expected.signals), **expected.stats}  # fmt: skip
     missing = _cli("backtest", "--strategy", "macd_cross", str(ticks_csv), "--save", env=env)

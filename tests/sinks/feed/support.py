@@ -18,9 +18,10 @@ from websockets.exceptions import ConnectionClosed
 
 from db.connect import connect
 from engine.settings import Settings
-from engine.tokens import FEED_CHANNELS, TokenIssuer, load_secret
+from engine.tokens import FEED_CHANNELS, TokenIssuer
 from sinks.feed.accounts import record_token
 from sinks.feed.config import FeedConfig
+from sinks.feed.secret import load_secret
 from sinks.feed.server import FeedServer
 
 SECRET = "test-secret-" + "x" * 40

@@ -14,7 +14,8 @@ from pathlib import Path
 import jwt
 
 from engine.settings import Settings
-from engine.tokens import TokenIssuer, load_secret
+from engine.tokens import TokenIssuer
+from sinks.feed.secret import load_secret
 from tests.sinks.feed.support import FeedClient, add_user
 
 CLI = "from engine.cli.app import main; main()"

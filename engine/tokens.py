@@ -63,31 +63,34 @@ class TokenIssuer:
         return "TokenIssuer(secret=***)"
 
     def issue(self, user_id: str, ttl: timedelta, channels: tuple[str, ...] = FEED_CHANNELS,
-              *, now: datetime | None = None) -> tuple[str, TokenClaims]:
-        """Sign a new token for ``user_id``; return it with its claims (keep the claims, show the token once)."""
+              *, now: datetime) -> tuple[str, TokenClaims]:
+        """Sign a new token for ``user_id`` issued ``now`` (the caller's clock); return it with its claims."""
         if ttl <= timedelta(0):
             raise ConfigError("a token's time to live must be positive")
-        issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+        issued = now.replace(microsecond=0)
         claims = TokenClaims(str(uuid.UUID(user_id)), str(uuid.uuid4()), issued, issued + ttl, check_channels(channels))
         payload = {"sub": claims.user_id, "jti": claims.jti, "iat": issued, "exp": claims.expires_at,
                    "chn": list(claims.channels)}
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
 
-    def verify(self, token: object, *, verify_expiry: bool = True) -> TokenClaims:
-        """Check signature, expiry and claims; raise :class:`TokenRejected` (reason ``expired``/``invalid``).
+    def verify(self, token: object, *, now: datetime | None) -> TokenClaims:
+        """Check signature and claims, and expiry against ``now`` (the caller's clock); raise
+        :class:`TokenRejected` (reason ``missing``/``expired``/``invalid``).
 
-        ``verify_expiry=False`` still checks the signature: revoking an expired token is allowed.
+        ``now=None`` checks no expiry but still the signature: revoking an expired token is allowed.
         """
         if not isinstance(token, str) or not token:
             raise TokenRejected("missing")
-        try:
+        try:  # expiry is judged below against the time we are handed, never the library's own clock
             payload = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                 options={"require": ["sub", "jti", "iat", "exp"], "verify_exp": verify_expiry})
-        except jwt.ExpiredSignatureError:
-            raise TokenRejected("expired") from None
+                                 options={"require": ["sub", "jti", "iat", "exp"], "verify_exp": False,
+                                          "verify_iat": False, "verify_nbf": False})
         except jwt.InvalidTokenError:
             raise TokenRejected("invalid") from None
-        return _claims(payload)
+        claims = _claims(payload)
+        if now is not None and now >= claims.expires_at:
+            raise TokenRejected("expired")
+        return claims
 
 
 def _claims(payload: dict[str, object]) -> TokenClaims:

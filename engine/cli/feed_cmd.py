@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 import asyncio
 import sys
 from typing import Any, Awaitable, Callable
@@ -79,7 +80,7 @@ def token_create(
     issuer = TokenIssuer(load_secret(settings))
 
     async def create(conn: Any) -> tuple[str, Any]:
-        token, claims = issuer.issue(await user_id_for(conn, user), lifetime, wanted)
+        token, claims = issuer.issue(await user_id_for(conn, user), lifetime, wanted, now=datetime.now(timezone.utc))
         await record_token(conn, claims)
         return token, claims
 
@@ -116,7 +117,7 @@ def _token_id(settings: Settings, token: str | None, jti: str | None) -> str:
         return _uuid(jti)
     text = sys.stdin.readline().strip() if token == "-" else token
     try:
-        return TokenIssuer(load_secret(settings)).verify(text, verify_expiry=False).jti
+        return TokenIssuer(load_secret(settings)).verify(text, now=None).jti
     except TokenRejected:
         raise ConfigError("that token was not signed with this engine's secret (or is malformed)") from None
 

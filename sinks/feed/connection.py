@@ -10,6 +10,7 @@ grows memory without bound. The client resumes with ``since_seq``. History repla
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 import asyncio
 import logging
 from collections import deque
@@ -216,7 +217,7 @@ class FeedConnection:
 
     async def _authenticate(self, request: Authenticate) -> None:
         try:
-            claims = self.hub.issuer.verify(request.token)
+            claims = self.hub.issuer.verify(request.token, now=datetime.now(timezone.utc))
             async with self.hub.pool.acquire() as conn:
                 identity = await identify(conn, claims)
         except TokenRejected as exc:

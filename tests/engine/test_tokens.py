@@ -18,12 +18,13 @@ from sinks.feed.secret import load_secret
 
 SECRET = b"s" * 32
 USER = str(uuid.uuid4())
+NOW = datetime.now(timezone.utc)  # the caller's clock, as the CLI and the feed server hand it
 
 
 def test_issue_and_verify_round_trip() -> None:
     issuer = TokenIssuer(SECRET)
-    token, claims = issuer.issue(USER, timedelta(hours=1), ("signals", "bars"))
-    verified = issuer.verify(token)
+    token, claims = issuer.issue(USER, timedelta(hours=1), ("signals", "bars"), now=NOW)
+    verified = issuer.verify(token, now=NOW)
     assert verified == claims
     assert verified.user_id == USER and verified.channels == ("signals", "bars")
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -31,28 +32,28 @@ def test_issue_and_verify_round_trip() -> None:
 
 def test_expired_tampered_foreign_and_garbage_tokens_are_rejected() -> None:
     issuer = TokenIssuer(SECRET)
-    old, _ = issuer.issue(USER, timedelta(minutes=1), now=datetime.now(timezone.utc) - timedelta(hours=1))
+    old, _ = issuer.issue(USER, timedelta(minutes=1), now=NOW - timedelta(hours=1))
     with pytest.raises(TokenRejected) as caught:
-        issuer.verify(old)
+        issuer.verify(old, now=NOW)
     assert caught.value.reason == "expired"
-    assert issuer.verify(old, verify_expiry=False).user_id == USER
-    good, _ = issuer.issue(USER, timedelta(hours=1))
+    assert issuer.verify(old, now=None).user_id == USER
+    good, _ = issuer.issue(USER, timedelta(hours=1), now=NOW)
     head, body, sig = good.split(".")
     tampered = ".".join([head, body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1], sig])
-    foreign, _ = TokenIssuer(b"x" * 32).issue(USER, timedelta(hours=1))
+    foreign, _ = TokenIssuer(b"x" * 32).issue(USER, timedelta(hours=1), now=NOW)
     none_alg = jwt.encode({"sub": USER, "jti": str(uuid.uuid4()), "iat": 1, "exp": 2**40}, key=None, algorithm="none")
     for bad in (tampered, foreign, none_alg, "not.a.token", "", None, 42):
         with pytest.raises(TokenRejected):
-            issuer.verify(bad)
+            issuer.verify(bad, now=NOW)
 
 
 def test_tokens_need_known_channels_and_a_positive_ttl() -> None:
     issuer = TokenIssuer(SECRET)
     with pytest.raises(ConfigError):
-        issuer.issue(USER, timedelta(hours=1), ("signals", "gossip"))
+        issuer.issue(USER, timedelta(hours=1), ("signals", "gossip"), now=NOW)
     with pytest.raises(ConfigError):
-        issuer.issue(USER, timedelta(0))
-    assert issuer.issue(USER, timedelta(hours=1))[1].channels == FEED_CHANNELS
+        issuer.issue(USER, timedelta(0), now=NOW)
+    assert issuer.issue(USER, timedelta(hours=1), now=NOW)[1].channels == FEED_CHANNELS
 
 
 def test_secret_is_never_in_repr_and_must_be_long() -> None:

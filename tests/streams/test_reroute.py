@@ -95,7 +95,13 @@ def test_ticks_of_a_librdkafka_producer_are_rerouted_to_their_owner_and_bars_equ
             bars, _, _ = await database_rows(pg_dsn)
             return len(bars) >= len(ref.bars)
 
-        assert wait_for(converged, timeout=120), (tmp_path / "w0.log").read_text()[-2000:]
+        if not wait_for(converged, timeout=120):
+            bars, _, _ = asyncio.run(database_rows(pg_dsn))
+            missing = sorted({(b[1], b[8]) for b in ref.bars - set(bars)})
+            seen = subprocess.run([*SHAREWISE, "monitor", "--once", "--json", "--window", "0"], env=env,
+                                  capture_output=True, text=True, timeout=60).stdout
+            raise AssertionError(f"{len(bars)}/{len(ref.bars)} bars; missing {missing[:12]}\n{seen}\n" + "".join(
+                f"{f.name}:\n{f.read_text()[-2500:]}" for f in sorted(tmp_path.glob("w*.log"))))
         time.sleep(1.5)  # anything extra (a tick applied twice, a bar split between workers) would show now
         bars, signals, _ = asyncio.run(database_rows(pg_dsn))
         assert set(bars) == ref.bars and len(bars) == len(ref.bars)

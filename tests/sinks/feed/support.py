@@ -8,7 +8,7 @@ import contextlib
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
 import orjson
@@ -67,7 +67,7 @@ async def add_user(dsn: str, *, tier: str = "PRO", plan: str | None = None, acti
 
 async def issue_token(env: FeedEnv, user_id: str, *, ttl: timedelta = timedelta(hours=1),
                       channels: tuple[str, ...] = FEED_CHANNELS, record: bool = True) -> str:
-    token, claims = TokenIssuer(load_secret(env.settings)).issue(user_id, ttl, channels)
+    token, claims = TokenIssuer(load_secret(env.settings)).issue(user_id, ttl, channels, now=datetime.now(timezone.utc))
     if record:
         conn = await connect(env.dsn)
         try:

@@ -3,6 +3,7 @@ a real database (SHAREWISE_DATABASE_URL) and the session broker (SHAREWISE_KAFKA
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 import asyncio
 import os
 import re
@@ -41,7 +42,8 @@ def test_token_create_prints_only_the_token_and_records_it(tmp_path: Path, pg_ds
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert result.stdout == token + "\n"
-    claims = TokenIssuer(load_secret(Settings.from_env({"SHAREWISE_HOME": str(tmp_path)}))).verify(token)
+    claims = TokenIssuer(load_secret(Settings.from_env({"SHAREWISE_HOME": str(tmp_path)}))).verify(
+        token, now=datetime.now(timezone.utc))
     assert claims.user_id == user and claims.channels == ("signals", "bars")
     assert claims.jti in result.stderr and token not in result.stderr
     assert (claims.expires_at - claims.issued_at).total_seconds() == 7200

@@ -95,8 +95,12 @@ class EmbeddedBroker:
         self.detached = detached
 
     @classmethod
-    def start(cls, log_dir: Path, *, detached: bool = False, timeout: float = 20) -> EmbeddedBroker:
+    def start(cls, log_dir: Path, *, detached: bool = False, timeout: float = 20,
+              advertised_port: int | None = None) -> EmbeddedBroker:
         """Start a broker on a free port and return once it answers a metadata request.
+
+        ``advertised_port`` makes it tell clients to reach it at another 127.0.0.1 port (a
+        fault-injecting proxy in front of it, in the tests); by default its own.
 
         Attached (default): the broker dies with this process, even on ``kill -9``, and is
         stopped at interpreter exit. Detached: its own session, it outlives this process; the
@@ -109,18 +113,18 @@ class EmbeddedBroker:
         while True:
             attempt += 1
             try:
-                return cls._launch(log_dir / LOG_NAME, detached, deadline)
+                return cls._launch(log_dir / LOG_NAME, detached, deadline, advertised_port)
             except _NotReady as exc:
                 # exited at once: most likely the port was taken since the probe
                 if not (exc.exited and attempt < _PORT_ATTEMPTS and time.monotonic() < deadline):
                     raise ServiceUnavailable("Kafka", exc.bootstrap, str(exc)) from None
 
     @classmethod
-    def _launch(cls, log_path: Path, detached: bool, deadline: float) -> EmbeddedBroker:
+    def _launch(cls, log_path: Path, detached: bool, deadline: float, advertised_port: int | None) -> EmbeddedBroker:
         """One start on a fresh port; raises :class:`_NotReady` carrying the tail of this run's log."""
         port = free_port()
         offset = log_path.stat().st_size if log_path.exists() else 0
-        broker = cls(_spawn(port, log_path, detached), port, log_path, detached)
+        broker = cls(_spawn(port, advertised_port or port, log_path, detached), port, log_path, detached)
         try:
             _run_sync(_wait_ready(broker.bootstrap, deadline, broker._proc.poll))
         except _NotReady as exc:
@@ -158,9 +162,10 @@ class EmbeddedBroker:
         return f"<EmbeddedBroker {self.bootstrap} pid={self.pid} {state}{' detached' if self.detached else ''}>"
 
 
-def _spawn(port: int, log_path: Path, detached: bool) -> subprocess.Popen[bytes]:
+def _spawn(port: int, advertised_port: int, log_path: Path, detached: bool) -> subprocess.Popen[bytes]:
     url = f"tcp://{HOST}:{port}"
-    args = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+    args = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
+            f"tcp://{HOST}:{advertised_port}",
             "--storage-engine", "memory://tansu/", "--cluster-id", new_cluster_id()]
     with open(log_path, "ab") as log_file:
         options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT,

@@ -26,7 +26,8 @@ class WorkerFailed(EngineError):
 class FailureLatch:
     """Holds the first fatal error; :attr:`failed` is set once it trips. Ignores failures during a stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_trip: Callable[[], None] = lambda: None) -> None:
+        self.on_trip = on_trip
         self.failed = asyncio.Event()
         self.failure: WorkerFailed | None = None
         self.stopping = False
@@ -37,6 +38,7 @@ class FailureLatch:
             return  # during a stop, an agent cut short is not a failure: its input stays unacknowledged
         self.failure = WorkerFailed(f"{where}: {exc}")
         self.failure.__cause__ = exc
+        self.on_trip()
         log.error("worker failed: %s", self.failure, exc_info=not isinstance(exc, EngineError),
                   extra={"file_only": True})  # the CLI prints it as its one red line
         self.failed.set()

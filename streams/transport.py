@@ -32,6 +32,15 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
+    #: set once the worker failed: from then on no offset is committed, whatever Faust thinks was
+    #: processed, so a restart resumes from the last checkpoint (docs/architecture.md, "Failures")
+    commits_frozen = False
+
+    async def _commit(self, offsets: Any) -> bool:
+        if self.commits_frozen:
+            return False
+        return await super()._commit(offsets)
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

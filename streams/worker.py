@@ -57,7 +57,8 @@ class EngineWorker:
         self.checkpoint_interval, self.batch_max = checkpoint_interval, batch_max
         self.stats = WorkerStats()
         self.positions: dict[str, dict[int, int]] = defaultdict(dict)  # topic -> partition -> next offset done
-        self.latch = FailureLatch()
+        # after a failure no offset may be committed: a late commit would skip ticks never checkpointed
+        self.latch = FailureLatch(lambda: setattr(self.app.consumer, "commits_frozen", True))
         self.cluster_id = ""
         self._owned: dict[int, PartitionState] = {}
         self._last_checkpoint = time.monotonic()

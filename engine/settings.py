@@ -21,6 +21,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_MAX_MESSAGE_BYTES`` largest Kafka message the engine produces  ``1000000``
 ``SHAREWISE_SEND_TIMEOUT``     seconds before an undelivered send fails    ``30``
 ``SHAREWISE_DRAIN_TIMEOUT``    ``--until-drained``: seconds without progress before exit 3  ``120``
+``SHAREWISE_PAPER_CASH``       starting cash (₹) of a paper portfolio      ``1000000``
 =============================  ==========================================  =========================
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
 
@@ -64,6 +66,7 @@ class Settings:
     max_message_bytes: int = 1_000_000
     send_timeout_s: float = 30.0
     drain_timeout_s: float = 120.0
+    paper_cash: Decimal = Decimal("1000000")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -99,6 +102,7 @@ class Settings:
             max_message_bytes=_int(env, "SHAREWISE_MAX_MESSAGE_BYTES", 1_000_000, minimum=MIN_MESSAGE_BYTES),
             send_timeout_s=max(_float(env, "SHAREWISE_SEND_TIMEOUT", 30.0), 1.0),
             drain_timeout_s=max(_float(env, "SHAREWISE_DRAIN_TIMEOUT", 120.0), 1.0),
+            paper_cash=_money(env, "SHAREWISE_PAPER_CASH", Decimal("1000000")),
         )
 
     @property
@@ -166,3 +170,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value >= 0:
         raise ConfigError(f"{name} must be >= 0, got {raw!r}")
     return value
+
+
+def _money(env: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = Decimal(raw.replace(",", "").replace("_", ""))
+    except ArithmeticError:
+        raise ConfigError(f"{name} must be an amount in rupees, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name} must be an amount in rupees ≥ 0, got {raw!r}")
+    return value.quantize(Decimal("0.01"))

@@ -9,10 +9,16 @@ MARKET_TICKS_DLQ = "market.ticks.dlq"
 #: closed bars, packed
 MARKET_BARS = "market.bars"
 SIGNALS = "signals"
+#: the order stage's input, keyed by user: signals of trading rows, source clocks with 1m bars, risk commands
+ORDERS_INPUTS = "orders.inputs"
+#: order state changes, keyed by user
 ORDERS = "orders"
+#: a user's book (portfolio, holdings, trading state) after a decision step, keyed by user
+PORTFOLIOS = "portfolios"
 NOTIFICATIONS = "notifications"
 
-ENGINE_TOPICS: tuple[str, ...] = (MARKET_TICKS, MARKET_TICKS_DLQ, MARKET_BARS, SIGNALS, ORDERS, NOTIFICATIONS)
+ENGINE_TOPICS: tuple[str, ...] = (MARKET_TICKS, MARKET_TICKS_DLQ, MARKET_BARS, SIGNALS, ORDERS_INPUTS, ORDERS,
+                                  PORTFOLIOS, NOTIFICATIONS)
 
 
 def engine_topics(partitions: int) -> dict[str, int]:

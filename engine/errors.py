@@ -32,6 +32,21 @@ class ConfigError(EngineError):
     exit_code = 2
 
 
+class DocumentError(ConfigError):
+    """A JSON document (a strategy row, a rule, risk settings) is invalid at ``path``.
+
+    ``path`` names the bad node, e.g. ``entry_conditions.all[2].left``.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "path": self.path, "message": self.problem}
+
+
 class BadData(EngineError):
     """A record that cannot be used. ``reason`` is a short stable code (e.g. ``bad_price``)."""
 

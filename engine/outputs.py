@@ -94,34 +94,35 @@ def signal_message(signal: EmittedSignal, now: datetime) -> dict[str, Any]:
     }
 
 
-def signal_notification(msg: dict[str, Any]) -> dict[str, Any]:
+def signalnotification(msg: dict[str, Any]) -> dict[str, Any]:
     """The owner's notification of a signal (one per signal)."""
     title = f"{msg['signal_type']} {msg['symbol']} ({msg['strategy_name']}, {msg['timeframe']})"
     parts = [f"entry {msg['entry_price']}"]
     parts += [f"target {msg['target_price']}"] if msg["target_price"] else []
     parts += [f"stop {msg['stop_loss']}"] if msg["stop_loss"] else []
     confidence = float(msg["confidence_score"])
-    return _notification(
+    return notification(
         uuid.uuid5(NOTIFICATION_NAMESPACE, msg["id"]), msg["user_id"], title,
         f"{title} at bar {msg['bar_time']}: {', '.join(parts)}, confidence {msg['confidence_score']}.",
         "SIGNAL", "HIGH" if confidence >= 0.8 else "MEDIUM", msg["created_at"],
     )  # fmt: skip
 
 
-def failure_notification(failure: StrategyFailure, now: datetime) -> dict[str, Any] | None:
+def failurenotification(failure: StrategyFailure, now: datetime) -> dict[str, Any] | None:
     """The owner's notification of a strategy failure (stamped ``now``); None for a deployment without an owner."""
     if failure.user_id is None:
         return None
     key = f"failure|{failure.user_id}|{failure.strategy_id}|{failure.kind}|{failure.symbol}|{failure.bar_time}"
     title = f"Strategy {failure.strategy_name} {'disabled' if failure.disabled else 'failed'}"
-    return _notification(
+    return notification(
         uuid.uuid5(NOTIFICATION_NAMESPACE, key), failure.user_id, title[:200], failure.message, "SYSTEM",
         "URGENT" if failure.disabled else "HIGH", now.isoformat(),
     )  # fmt: skip
 
 
-def _notification(ident: uuid.UUID, user_id: str, title: str, message: str, kind: str, priority: str,
-                  created_at: str) -> dict[str, Any]:
+def notification(ident: uuid.UUID, user_id: str, title: str, message: str, kind: str, priority: str,
+                 created_at: str) -> dict[str, Any]:
+    """A ``notifications`` message (the ``notifications_notification`` columns)."""
     return {
         "id": str(ident), "user_id": user_id, "title": title, "message": message, "notification_type": kind,
         "priority": priority, "is_read": False, "delivery_methods": ["in_app"], "created_at": created_at,

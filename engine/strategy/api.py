@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar, cast, get_args, get_origin
 
 from engine.domain import Bar, ns_to_datetime
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DocumentError  # noqa: F401 - DocumentError is part of this API
 from engine.strategy.config import Param, StrategyConfig, config_from_params, is_number
 from engine.strategy.specs import column_of
 
@@ -70,21 +70,6 @@ class SignalIntent:
     valid_until: datetime | None = None
     note: str = ""
     market_data: Mapping[str, Any] | None = None
-
-
-class DocumentError(ConfigError):
-    """A JSON document (a strategy row, a rule, risk settings) is invalid at ``path``.
-
-    ``path`` names the bad node, e.g. ``entry_conditions.all[2].left``.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"error": type(self).__name__, "path": self.path, "message": self.problem}
 
 
 class BadIntent(ValueError):

@@ -28,6 +28,7 @@ import orjson
 
 from engine.domain import Timeframe
 from engine.errors import ConfigError
+from engine.orders.execution import Execution
 from engine.strategy import discovery
 from engine.strategy.api import DocumentError, Risk, Strategy
 from engine.strategy.declarative import DEFAULT_CONFIDENCE, DeclarativeStrategy
@@ -98,6 +99,7 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
             strategy, rule_timeframe = _named(params, risk), None
         timeframes = _timeframes(params, rule_timeframe)
         symbols = _symbols(params)
+        execution = _execution(docs["risk_management"])
     except DocumentError as exc:
         raise InvalidStrategyRow(row, exc.path, exc.problem) from None
     return Deployment(
@@ -108,6 +110,7 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
         user_id=_text(row.get("user_id")),
         strategy_id=_text(row.get("id")),
         revision=_revision(row, docs),
+        execution=execution,
     )
 
 
@@ -136,6 +139,13 @@ def _declarative(docs: Mapping[str, Any], params: Mapping[str, Any], risk: Risk)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise DocumentError("parameters.confidence", f"must be a number in [0, 1], got {confidence!r}")
     return DeclarativeStrategy(entry, exit_, float(confidence), risk), entry.timeframe
+
+
+def _execution(risk: Any) -> Execution | None:
+    """``risk_management.execution``: the row trades (docs/orders.md); absent, it gives signals only."""
+    if not isinstance(risk, Mapping) or risk.get("execution") is None:
+        return None
+    return Execution.from_json(risk["execution"])
 
 
 def _timeframes(params: Mapping[str, Any], from_rule: Timeframe | None) -> frozenset[Timeframe]:

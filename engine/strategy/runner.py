@@ -32,6 +32,7 @@ import orjson
 
 from engine.domain import Bar, Timeframe
 from engine.errors import ConfigError
+from engine.orders.execution import Execution
 from engine.strategy.api import (
     PRICE_FIELDS,
     BadIntent,
@@ -64,6 +65,7 @@ class Deployment:
     user_id: str | None = None
     strategy_id: str | None = None
     revision: str | None = None
+    execution: Execution | None = None  # the row trades (docs/orders.md); None: signals only
 
     @property
     def key(self) -> str:
@@ -82,6 +84,7 @@ class EmittedSignal:
     strategy_id: str | None
     bar: Bar
     intent: SignalIntent
+    execution: Execution | None = None
 
 
 class FailureKind(StrEnum):
@@ -294,7 +297,8 @@ class StrategyRunner:
         if elapsed > self.budget_ns:
             budget = f"budget {self.budget_ns / 1e6:g} ms"
             self._fail(slot, FailureKind.SLOW, f"on_bar took {elapsed / 1e6:.1f} ms ({budget})", bar)
-        return [EmittedSignal(deployment.user_id, deployment.name, deployment.strategy_id, bar, i) for i in intents]
+        return [EmittedSignal(deployment.user_id, deployment.name, deployment.strategy_id, bar, i, deployment.execution)
+                for i in intents]
 
     def _fail(self, slot: _Slot, kind: FailureKind, detail: str, bar: Bar | None, disable: bool = False) -> None:
         slot.failures += 1

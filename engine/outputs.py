@@ -94,7 +94,7 @@ def signal_message(signal: EmittedSignal, now: datetime) -> dict[str, Any]:
     }
 
 
-def signalnotification(msg: dict[str, Any]) -> dict[str, Any]:
+def signal_notification(msg: dict[str, Any]) -> dict[str, Any]:
     """The owner's notification of a signal (one per signal)."""
     title = f"{msg['signal_type']} {msg['symbol']} ({msg['strategy_name']}, {msg['timeframe']})"
     parts = [f"entry {msg['entry_price']}"]
@@ -108,7 +108,7 @@ def signalnotification(msg: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def failurenotification(failure: StrategyFailure, now: datetime) -> dict[str, Any] | None:
+def failure_notification(failure: StrategyFailure, now: datetime) -> dict[str, Any] | None:
     """The owner's notification of a strategy failure (stamped ``now``); None for a deployment without an owner."""
     if failure.user_id is None:
         return None

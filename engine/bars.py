@@ -175,6 +175,31 @@ class BarAggregator:
         newest_end = np.where(bars[..., _OPEN] == EMPTY, EMPTY, bars[..., _END]).max(axis=(1, 2))
         self._advance(idx, np.where(newest_end == EMPTY, EMPTY, newest_end + self.lateness_ns))
 
+    def closed_through(self, inst_indices: np.ndarray) -> int | None:
+        """The time through which every bar of ``inst_indices`` that will ever close has closed, or None before
+        any of them ticked: the lowest clock of the instruments that have one, minus the lateness."""
+        clocks = self._max_ts[self._indices(inst_indices)]
+        clocks = clocks[clocks != EMPTY]
+        return int(clocks.min()) - self.lateness_ns if len(clocks) else None
+
+    def roll_day(self, inst_indices: np.ndarray) -> None:
+        """Once one of ``inst_indices`` has ticked on a later IST day, close the earlier days' bars of the others.
+
+        Without it, an instrument that does not trade today would hold yesterday's last bars (and
+        :meth:`closed_through`) back until its next tick. Idempotent.
+        """
+        idx = self._indices(inst_indices)
+        clocks = self._max_ts[idx]
+        ticked = clocks != EMPTY
+        if not ticked.any():
+            return
+        days = (clocks[ticked] + IST_OFFSET_NS) // DAY_NS
+        if days.min() == days.max():
+            return
+        day_open = int(days.max()) * DAY_NS + SESSION_OPEN_NS - IST_OFFSET_NS
+        stale = idx[ticked][days < days.max()]
+        self._advance(stale, np.full(len(stale), day_open + self.lateness_ns, dtype=np.int64))
+
     def take_closed(self) -> ClosedBars:
         """Bars closed since the last call, in closing order; the buffer is emptied."""
         n, i, f = self._n_out, self._out_i, self._out_f

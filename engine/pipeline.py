@@ -68,6 +68,16 @@ class SignalPipeline:
         self.aggregator.flush(inst_indices)
         return self._drain()
 
+    def roll_day(self, inst_indices: np.ndarray) -> Step:
+        """Close the earlier days' bars of ``inst_indices`` once one of them ticked on a later day (see
+        :meth:`engine.bars.BarAggregator.roll_day`); what closes goes through indicators and strategies."""
+        self.aggregator.roll_day(inst_indices)
+        return self._drain()
+
+    def closed_through(self, inst_indices: np.ndarray) -> int | None:
+        """Market time through which ``inst_indices`` emitted every bar and signal (None before their first tick)."""
+        return self.aggregator.closed_through(inst_indices)
+
     def _drain(self) -> Step:
         closed = self.aggregator.take_closed()
         if not len(closed):

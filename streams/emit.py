@@ -29,7 +29,9 @@ import orjson
 from engine import outputs
 from engine.domain import Reason
 from engine.errors import EngineError
+from engine.domain import NS_PER_MIN, Timeframe
 from engine.messages import dead_letter_record, pack_lines
+from engine.orders.stage import clock_bar, clock_input, signal_input
 from engine.partitioner import partition_for
 from engine.pipeline import Step
 from engine.routing import ORIGIN_HEADER, Origin
@@ -42,6 +44,8 @@ log = logging.getLogger("sharewise.worker")
 _FORWARD_HEADROOM = 1024
 #: deliveries awaited at once when this many are in flight (bounds memory in a long replay)
 _MAX_IN_FLIGHT = 20_000
+#: room kept per 1m bar in a clock message (a bar takes ~130 bytes), so a clock always fits a message
+_CLOCK_BAR_BYTES = 400
 
 
 class SendFailed(EngineError):
@@ -118,8 +122,16 @@ class Outputs:
         self.stats = stats
         self.max_bytes = max_bytes
         self.bar_partitions = bar_partitions
+        #: order stage inputs (docs/orders.md): on when a deployment trades; ``source_of`` maps a symbol to
+        #: the market.ticks partition that owns it, ``order_partitions`` is orders.inputs' partition count
+        self.orders = False
+        self.source_of: Callable[[str], int] = lambda symbol: 0
+        self.order_partitions = bar_partitions
+        self._minute_bars: list[dict[str, Any]] = []
+        self._sent_through: dict[int, int] = {}
         self.emitted: dict[str, set[uuid.UUID]] | None = (
-            {topics.MARKET_BARS: set(), topics.SIGNALS: set(), topics.NOTIFICATIONS: set()} if track else None)
+            {topics.MARKET_BARS: set(), topics.SIGNALS: set(), topics.ORDERS: set(), topics.NOTIFICATIONS: set()}
+            if track else None)
 
     async def step(self, step: Step, default_positions: np.ndarray) -> None:
         """Send what one pipeline call produced: bars, signals with their notifications, failure notices."""
@@ -128,7 +140,10 @@ class Outputs:
         for signal in step.signals:
             msg = outputs.signal_message(signal, self.clock())
             await self.sender.send(topics.SIGNALS, orjson.dumps(msg), key=(msg["user_id"] or "").encode())
-            self._track(topics.SIGNALS, msg["id"])
+            self.track(topics.SIGNALS, msg["id"])
+            if self.orders and signal.execution is not None:
+                order_input = signal_input(self.source_of(msg["symbol"]), signal.execution, msg)
+                await self.sender.send(topics.ORDERS_INPUTS, orjson.dumps(order_input), key=msg["user_id"].encode())
             await self.notify(outputs.signal_notification(msg))
             self.stats.signals += 1
             metrics.SIGNALS.labels(msg["strategy_name"]).inc()
@@ -143,15 +158,42 @@ class Outputs:
         for bar, row in zip(step.bars, step.rows):
             by_partition[partition_for(bar.symbol, self.bar_partitions)].append(
                 orjson.dumps(outputs.bar_message(bar, row, default_positions)))
-            self._track(topics.MARKET_BARS, outputs.bar_id(bar))
+            self.track(topics.MARKET_BARS, outputs.bar_id(bar))
+            if self.orders and bar.timeframe is Timeframe.M1:
+                self._minute_bars.append(clock_bar(bar.symbol, bar.open_ns, bar.open, bar.high, bar.low, bar.close))
         for p, lines in by_partition.items():
             for packet in pack_lines(lines, self.max_bytes):
                 await self.sender.send(topics.MARKET_BARS, packet, partition=p)
         self.stats.bars += len(step.bars)
 
+    async def clocks(self, throughs: dict[int, int | None]) -> None:
+        """Tell every ``orders.inputs`` partition how far these sources have emitted, with the 1m bars since the
+        last clock (docs/orders.md, "Market time and the watermark"). Sent after the batch's signals, so a
+        clock never overtakes a signal it covers. Nothing is sent when no source crossed a minute and no bar closed.
+        """
+        if not self.orders:
+            return
+        moved = {}
+        for source, through in throughs.items():
+            if through is None:
+                continue
+            minute = through - through % NS_PER_MIN
+            if minute > self._sent_through.get(source, -1):
+                moved[source] = self._sent_through[source] = minute
+        if not moved and not self._minute_bars:
+            return
+        bars, self._minute_bars = self._minute_bars, []
+        per_message = max(1, self.max_bytes // _CLOCK_BAR_BYTES)
+        chunks = [bars[i : i + per_message] for i in range(0, len(bars), per_message)] or [[]]
+        sources = {s: self._sent_through[s] for s in throughs if s in self._sent_through}
+        for n, chunk in enumerate(chunks):
+            value = orjson.dumps(clock_input(sources if n == len(chunks) - 1 else {}, chunk))
+            for p in range(self.order_partitions):
+                await self.sender.send(topics.ORDERS_INPUTS, value, partition=p)
+
     async def notify(self, note: dict[str, Any]) -> None:
         await self.sender.send(topics.NOTIFICATIONS, orjson.dumps(note), key=note["user_id"].encode())
-        self._track(topics.NOTIFICATIONS, note["id"])
+        self.track(topics.NOTIFICATIONS, note["id"])
         self.stats.notifications += 1
 
     async def dead_letters(self, rejects: list[Reject], sources: list[Any]) -> None:
@@ -186,6 +228,6 @@ class Outputs:
         await self.sender.send(topics.MARKET_TICKS_DLQ, record, partition=source.partition)
         self.stats.dlq[str(Reason.TOO_LARGE)] += 1
 
-    def _track(self, topic: str, ident: uuid.UUID | str) -> None:
+    def track(self, topic: str, ident: uuid.UUID | str) -> None:
         if self.emitted is not None:
             self.emitted[topic].add(ident if isinstance(ident, uuid.UUID) else uuid.UUID(ident))

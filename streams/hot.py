@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.domain import Reason
 from engine.instruments import InstrumentRegistry
+from engine.orders.stage import END_OF_TIME
 from engine.pipeline import SignalPipeline
 from engine.routing import Origin, origin_of, route
 from engine.ticks import DecodedTicks, Reject, decode_packets
@@ -58,6 +59,20 @@ class HotPath:
         for event in events:
             self.positions[MARKET_TICKS][event.message.partition] = event.message.offset + 1
 
+    async def clocks(self, partitions: set[int], *, end: bool = False) -> None:
+        """Close earlier days' bars of these sources once they reached a new day, then (when a deployment
+        trades) send their clocks (docs/orders.md); ``end``: input has ended, they will never emit again."""
+        self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
+        throughs: dict[int, int | None] = {}
+        for p in sorted(partitions):
+            inst = np.flatnonzero(self.owner == p)
+            rolled = self.pipeline.roll_day(inst)
+            if rolled.bars:
+                await self.outputs.step(rolled, self.pipeline.default_positions)
+            throughs[p] = END_OF_TIME if end else self.pipeline.closed_through(inst)
+        if self.outputs.orders:
+            await self.outputs.clocks(throughs)
+
     async def _apply(self, taken: list[Taken]) -> None:
         msgs = [msg for msg, _, _ in taken]
         decoded = decode_packets([msg.value or b"" for msg in msgs], self.registry)
@@ -72,6 +87,7 @@ class HotPath:
         misrouted = [_misrouted(decoded, k) for k in routed.misrouted]
         await self.outputs.dead_letters(decoded.rejects + local.rejected_by(status) + misrouted, msgs)
         await self.outputs.step(step, self.pipeline.default_positions)
+        await self.clocks({msg.partition for msg in msgs})
         for _, state, origin in taken:
             if origin is not None:
                 state.origins.applied(origin)

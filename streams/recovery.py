@@ -26,6 +26,7 @@ from engine.ports import Checkpoint, CheckpointStore
 from engine.routing import AppliedOrigins, Origin, origin_of, route
 from engine.ticks import decode_packets
 from streams.topics import MARKET_TICKS as TICKS
+from streams.topics import ORDERS_INPUTS
 
 from streams.admin import high_watermarks
 from streams.state import PartitionState
@@ -52,11 +53,11 @@ class Recovery:
         """Restore ``partition``'s checkpoint (or start it empty) and return where to resume."""
         w = self.worker
         inst = w.instruments_of(partition)
-        ckpt = await self._load(partition)
+        ckpt = await self.load(TICKS, partition)
         if ckpt is None:
             w.pipeline.clear(inst)
             state = PartitionState(next_offset=0)
-        elif (other_log := await self._other_log(ckpt, partition)) is not None:
+        elif (other_log := await self.other_log(ckpt, partition)) is not None:
             self._restore_or_clear(partition, inst, ckpt)
             log.warning("partition %d: the checkpoint at offset %d belongs to another log (%s): state kept, resuming"
                         " from the log's start", partition, ckpt.next_offset, other_log)
@@ -71,10 +72,11 @@ class Recovery:
         log.info("partition %d assumed at offset %d", partition, state.next_offset)
         return state
 
-    async def _load(self, partition: int) -> Checkpoint | None:
+    async def load(self, topic: str, partition: int) -> Checkpoint | None:
+        """The checkpoint of ``topic``'s ``partition`` (None when there is none), retried through outages."""
         while True:
             try:
-                return (await self.store.load(self.worker.group_id, TICKS, [partition])).get(partition)
+                return (await self.store.load(self.worker.group_id, topic, [partition])).get(partition)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not retryable(exc):
                     raise
@@ -82,7 +84,7 @@ class Recovery:
                 log.warning("cannot load checkpoint of partition %d (%s); retrying", partition, exc)
                 await asyncio.sleep(1.0)
 
-    async def _other_log(self, ckpt: Checkpoint, partition: int) -> str | None:
+    async def other_log(self, ckpt: Checkpoint, partition: int, topic: str = TICKS) -> str | None:
         """Why ``ckpt``'s offsets mean nothing in the current log, or ``None`` when they do.
 
         The consumer's own high watermark may be stale (fetched before another worker moved the
@@ -91,10 +93,10 @@ class Recovery:
         w = self.worker
         if ckpt.cluster_id and ckpt.cluster_id != w.cluster_id:
             return f"cluster {ckpt.cluster_id}, the broker's is {w.cluster_id or 'unnamed'}"
-        cached = w.app.consumer.highwater(TopicPartition(TICKS, partition))
+        cached = w.app.consumer.highwater(TopicPartition(topic, partition))
         if cached is None or ckpt.next_offset <= cached:
             return None
-        high = (await high_watermarks(w.bootstrap, TICKS)).get(partition, 0)
+        high = (await high_watermarks(w.bootstrap, topic)).get(partition, 0)
         return f"offset {ckpt.next_offset} lies beyond the high watermark {high}" if ckpt.next_offset > high else None
 
     def _restore_or_clear(self, partition: int, inst: np.ndarray, ckpt: Checkpoint) -> bool:
@@ -148,8 +150,9 @@ class Recovery:
         local = decoded.select(route(decoded, arrival, forwarded, self.worker.hot.owner).local)
         self.worker.pipeline.feed(local.inst, local.ts_ns, local.price, local.qty)
 
-    async def save(self, owned: dict[int, PartitionState]) -> bool:
-        """Checkpoint ``owned`` and heartbeat; False (logged, nothing acked) when the database is away."""
+    async def save(self, owned: dict[int, PartitionState], orders: list[Checkpoint]) -> bool:
+        """Checkpoint ``owned`` and the order stage's ``orders``, and heartbeat; False (logged, nothing acked)
+        when the database is away."""
         w = self.worker
         rows = [Checkpoint(p, st.next_offset, w.pipeline.snapshot(w.instruments_of(p)), STATE_FORMAT, w.cluster_id,
                            orjson.dumps(st.origins.to_json()).decode())
@@ -157,6 +160,8 @@ class Recovery:
         try:
             if rows:
                 await self.store.save(w.group_id, TICKS, w.worker_id, rows)
+            if orders:
+                await self.store.save(w.group_id, ORDERS_INPUTS, w.worker_id, orders)
             await self.store.heartbeat(w.worker_id, w.group_id, sorted(w._owned), w.stats.as_dict())
         except Exception as exc:  # noqa: BLE001 - classified below
             if not retryable(exc):

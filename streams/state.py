@@ -18,6 +18,7 @@ class WorkerStats:
     bars: int = 0
     signals: int = 0
     notifications: int = 0
+    orders: int = 0  # order state changes sent by the order stage
     failures: int = 0
     checkpoints: int = 0
     last_checkpoint: float = 0.0
@@ -32,7 +33,7 @@ class WorkerStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ticks": self.ticks, "dlq": dict(self.dlq), "bars": self.bars, "signals": self.signals,
-            "notifications": self.notifications, "strategy_failures": self.failures,
+            "notifications": self.notifications, "orders": self.orders, "strategy_failures": self.failures,
             "checkpoints": self.checkpoints, "sink_rows": dict(self.sink_rows), "sink_backlog": self.sink_backlog,
             "sink_errors": dict(self.sink_errors), "forwarded": self.forwarded, "rerouted": self.rerouted,
             "repeated_forwards": self.repeated_forwards, "log_resets": self.log_resets,

@@ -32,6 +32,7 @@ from streams.admin import cluster_id, list_topics
 from streams.emit import OutputSender, Outputs
 from streams.failure import FailureLatch, WorkerFailed
 from streams.hot import HotPath
+from streams.orders import OrderStage
 from streams.recovery import Recovery
 from streams.sink_agents import Rows, SinkAgents
 from streams.state import PartitionState, WorkerStats
@@ -72,6 +73,7 @@ class EngineWorker:
         self.outputs = Outputs(self.sender, self.stats, max_bytes=settings.max_message_bytes,
                                bar_partitions=settings.partitions, track=track_outputs)
         self.recovery = Recovery(self, checkpoints)
+        self.order_stage = OrderStage(self, settings.paper_cash)
         self.hot = HotPath(registry, self.pipeline, self.outputs, self.stats, self.positions, self._owned,
                            self._assume)
         self.hot.owner = owners(registry.symbols, settings.partitions)
@@ -81,6 +83,8 @@ class EngineWorker:
         topic = lambda name: app.topic(name, value_serializer="raw", key_serializer="raw")  # noqa: E731
         self.topics = {name: topic(name) for name in topics.ENGINE_TOPICS}
         app.agent(self.topics[TICKS], name="sharewise.ticks")(self.latch.guarded("ticks agent", self._ticks_agent))
+        app.agent(self.topics[topics.ORDERS_INPUTS], name="sharewise.orders")(
+            self.latch.guarded("order stage", self._orders_agent))
         for name in self.sinks:
             app.agent(self.topics[name], name=f"sharewise.sink.{name}")(
                 self.latch.guarded(f"sink agent {name}", self.sink_agents.agent(name)))
@@ -105,6 +109,9 @@ class EngineWorker:
                         real, self.settings.partitions)
         self.hot.owner = owners(self.registry.symbols, real)
         self.outputs.bar_partitions = counts.get(topics.MARKET_BARS, real)
+        self.outputs.order_partitions = counts.get(topics.ORDERS_INPUTS, self.settings.partitions)
+        index = {symbol: i for i, symbol in enumerate(self.registry.symbols)}
+        self.outputs.source_of = lambda symbol: int(self.hot.owner[index[symbol]])
         self.pipeline.warm_up()  # load the compiled kernels now, not inside the first batch
         await self.app.start()
         self.metrics_port = metrics.attach(self)
@@ -147,6 +154,8 @@ class EngineWorker:
         for tp in revoked:
             if tp.topic == TICKS and self._owned.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: its state is left to the next owner's checkpoint", tp.partition)
+            elif tp.topic == topics.ORDERS_INPUTS:
+                self.order_stage.revoke(tp.partition)
 
     def instruments_of(self, partition: int) -> np.ndarray:
         """Indexes of the instruments whose state ``partition`` owns."""
@@ -160,6 +169,13 @@ class EngineWorker:
                 await self.hot.process(events)
                 if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
                     await self._checkpoint_locked()
+
+    async def _orders_agent(self, stream: faust.Stream) -> None:
+        async for events in stream.noack_take(self.batch_max, within=0.01):
+            if self.failed.is_set():
+                return
+            async with self._lock:
+                await self.order_stage.process(events)
 
     async def _assume(self, partition: int) -> PartitionState:
         state = await self.recovery.assume(partition)
@@ -180,13 +196,15 @@ class EngineWorker:
             return  # state past a lost output must never be saved
         self._last_checkpoint = time.monotonic()
         owned = {p: st for p, st in self._owned.items() if st.pending or every_partition}
+        books = self.order_stage.checkpoints(every_partition)
         await self.sender.settle()  # outputs of the covered ticks are in Kafka before we claim them
-        if not await self.recovery.save(owned):
+        if not await self.recovery.save(owned, books):
             return
         for st in owned.values():
             for event in st.pending:
                 event.ack()
             st.pending.clear()
+        self.order_stage.acknowledge()
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = time.time()
 
@@ -196,4 +214,5 @@ class EngineWorker:
             if self._owned:
                 inst = np.concatenate([self.instruments_of(p) for p in self._owned])
                 await self.outputs.step(self.pipeline.flush(inst), self.pipeline.default_positions)
+                await self.hot.clocks(set(self._owned), end=True)  # these sources will say nothing more
             await self._checkpoint_locked(every_partition=True)  # the flushed state changed without new input

@@ -34,9 +34,9 @@ from engine.cli.pipeline_cmd import run_replay, run_synth, stop_event, until_sto
 from engine.cli.runtime import Runtime, services
 from engine.errors import ConfigError, Inconsistency
 from engine.settings import Settings
-from streams.topics import MARKET_BARS, MARKET_TICKS, NOTIFICATIONS, SIGNALS
+from streams.topics import MARKET_BARS, MARKET_TICKS, NOTIFICATIONS, ORDERS, ORDERS_INPUTS, PORTFOLIOS, SIGNALS
 
-OUTPUT_TOPICS = (MARKET_BARS, SIGNALS, NOTIFICATIONS)
+OUTPUT_TOPICS = (MARKET_BARS, SIGNALS, ORDERS, PORTFOLIOS, NOTIFICATIONS)
 
 
 @clean_errors
@@ -81,12 +81,12 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     say = err.print if json_out else out.print
     applied = await prepare(settings, rt.dsn, rt.bootstrap)
     say(f"schema: {len(applied)} migration(s) applied" if applied else "schema: up to date")
-    await seed_demo(rt.dsn)
+    await seed_demo(rt.dsn, paper_cash=settings.paper_cash)
     deployments, _ = await active_deployments(rt.dsn)
     say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
     stop = stop_event()
     worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments, track_outputs=until_drained)
-    baseline = await _marks(rt.bootstrap, (MARKET_TICKS, *OUTPUT_TOPICS))
+    baseline = await _marks(rt.bootstrap, (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS))
     await worker.start()
     progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say))
     try:
@@ -132,7 +132,7 @@ async def _replay_until_drained(settings: Settings, rt: Runtime, worker: Any, re
     await _drain(worker, rt.bootstrap, baseline, stop, settings.drain_timeout_s)
     held = await _held(rt.dsn, worker.outputs.emitted)
     summary = {"ticks": worker.stats.ticks, "dlq": sum(worker.stats.dlq.values()) + too_large,
-               "bars": held[MARKET_BARS], "signals": held[SIGNALS]}
+               "bars": held[MARKET_BARS], "signals": held[SIGNALS], "orders": held[ORDERS]}
     print(orjson.dumps(summary).decode(), flush=True) if json_out else out.print(summary)
 
 
@@ -199,13 +199,16 @@ async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]
             break
         marks = again
     await worker.flush_bars()
+    inputs = await _marks(bootstrap, (ORDERS_INPUTS,))  # the order stage decides all that is left
+    await _wait_caught_up(worker, ORDERS_INPUTS, baseline[ORDERS_INPUTS], inputs[ORDERS_INPUTS], stop, timeout)
     outputs_now = await _marks(bootstrap, OUTPUT_TOPICS)
     for topic in OUTPUT_TOPICS:
         await _wait_caught_up(worker, topic, baseline[topic], outputs_now[topic], stop, timeout)
 
 
 #: where each output topic's rows live
-_TABLES = {MARKET_BARS: "analytics_marketdata", SIGNALS: "trading_signal", NOTIFICATIONS: "notifications_notification"}
+_TABLES = {MARKET_BARS: "analytics_marketdata", SIGNALS: "trading_signal", ORDERS: "trading_order",
+           NOTIFICATIONS: "notifications_notification"}
 
 
 async def _held(dsn: str, emitted: dict[str, set] | None) -> dict[str, int]:

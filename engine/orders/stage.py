@@ -73,7 +73,7 @@ class PartitionBooks:
             if kind == "signal":
                 self._add_signal(doc)
             elif kind == "clock":
-                self._add_clock(int(doc["source"]), _ns(doc["through"]), doc["bars"])
+                self._add_clock({int(k): _ns(v) for k, v in doc["sources"].items()}, doc["bars"])
             elif kind == "risk":
                 TradingState.parse(doc["state"])
                 str(doc["user_id"])
@@ -92,7 +92,7 @@ class PartitionBooks:
             self.counters.late += 1
         self.signals[sig.id] = doc
 
-    def _add_clock(self, source: int, through: int, bars: list[dict[str, Any]]) -> None:
+    def _add_clock(self, throughs: dict[int, int], bars: list[dict[str, Any]]) -> None:
         for raw in bars:
             bar = minute_bar(raw)
             quote = self.quotes.get(bar.symbol)
@@ -102,7 +102,8 @@ class PartitionBooks:
             if bar.close_ns <= self.watermark:
                 self.counters.late += 1
             self.bars[(bar.symbol, bar.open_ns)] = bar
-        self.sources[source] = max(self.sources.get(source, through), through)
+        for source, through in throughs.items():
+            self.sources[source] = max(self.sources.get(source, through), through)
 
     def users_without_limits(self, known: Callable[[str], bool]) -> set[str]:
         """Users of buffered signals and commands whose limits ``known`` does not have yet."""
@@ -211,8 +212,9 @@ def signal_input(source: int, execution: Execution, signal_message: Mapping[str,
     return {"kind": "signal", "source": source, "execution": execution.to_json(), "signal": signal_message}
 
 
-def clock_input(source: int, through_ns: int, bars: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"kind": "clock", "source": source, "through": through_ns, "bars": bars}
+def clock_input(throughs: Mapping[int, int], bars: list[dict[str, Any]]) -> dict[str, Any]:
+    """A clock: each source's ``through`` (ns), and 1m bars (:func:`clock_bar`) those sources closed."""
+    return {"kind": "clock", "sources": {str(s): t for s, t in throughs.items()}, "bars": bars}
 
 
 def clock_bar(symbol: str, open_ns: int, o: float, h: float, low: float, c: float) -> dict[str, Any]:

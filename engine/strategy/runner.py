@@ -215,6 +215,10 @@ class StrategyRunner:
             self.remove(key)
 
     @property
+    def trades(self) -> bool:
+        """Some deployment trades (its row has ``risk_management.execution``)."""
+        return any(slot.deployment.execution is not None for slot in self._slots.values())
+
     def deployments(self) -> list[Deployment]:
         return [slot.deployment for slot in self._slots.values()]
 

@@ -6,7 +6,14 @@ statistics). ``--json`` prints exactly::
 
     {"signals": [{"time", "symbol", "signal_type", "entry_price", "target_price",
                   "stop_loss", "confidence_score"}, ...],
-     "trades": N, "win_rate": x, "avg_return": x, "max_drawdown": x, "sharpe": x, "exposure": x}
+     "trades": N, "win_rate": x, "avg_return": x, "max_drawdown": x, "sharpe": x, "exposure": x,
+     "orders": [{…the orders message of each order, final state…}, ...],
+     "pnl": {"gross": "₹", "charges": "₹", "net": "₹"}}
+
+The signals are traded on paper by the live order code (docs/orders.md) with ``--execution``
+(default ``{"mode": "paper", "product": "MIS", "quantity": 1}``) and SHAREWISE_PAPER_CASH, on the
+file's 1m bars; a bars file of another timeframe has no 1m price path, so ``orders`` is empty and
+``pnl`` null.
 
 ``--save`` writes the summary (statistics, signal count, strategy, parameters,
 timeframe, file name) into ``backtest_results`` of the strategy row named NAME
@@ -34,10 +41,12 @@ from engine.cli.environment import load_settings
 from engine.cli.files import backtest_file
 from engine.domain import Timeframe
 from engine.errors import ConfigError
+from engine.orders.execution import Execution
 from engine.strategy import discovery
 from engine.strategy.backtest import BacktestResult
 
 DEMO_EMAIL = "demo@sharewise.local"
+DEFAULT_EXECUTION = '{"mode": "paper", "product": "MIS", "quantity": 1}'
 
 
 def register(app: typer.Typer) -> None:
@@ -55,12 +64,16 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result instead of a summary."),
     save: bool = typer.Option(False, "--save", help="Write the summary into the strategy row's backtest_results."),
     user: str = typer.Option(DEMO_EMAIL, "--user", help="Owner (email) of the strategy row --save writes."),
+    execution: str = typer.Option(DEFAULT_EXECUTION, "--execution",
+                                  help="How signals trade on paper, as a strategy row's risk_management.execution."),
 ) -> None:
-    """Backtest a strategy on a tick or bar file, bar by bar, with the live pipeline's code."""
+    """Backtest a strategy on a tick or bar file, bar by bar, with the live pipeline's code, and trade it on paper."""
     settings = load_settings()
     tf = Timeframe.parse(timeframe)
     values = _params(params)
-    result = backtest_file(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s)
+    paper = Execution.from_json(_params(execution, "--execution"), where="--execution")
+    result = backtest_file(discovery.create(strategy, values), file, tf, settings.allowed_lateness_s,
+                           execution=paper, cash=settings.paper_cash)
     if as_json:
         typer.echo(orjson.dumps(result.as_json()).decode())
     else:
@@ -72,13 +85,13 @@ def backtest(
         err.print(f"saved backtest_results of strategy {strategy!r} of {user}")
 
 
-def _params(text: str) -> dict[str, Any]:
+def _params(text: str, option: str = "--params") -> dict[str, Any]:
     try:
         values = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"--params is not valid JSON: {exc}") from None
+        raise ConfigError(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(values, dict):
-        raise ConfigError("--params must be a JSON object")
+        raise ConfigError(f"{option} must be a JSON object")
     return values
 
 
@@ -90,6 +103,13 @@ def _print_summary(name: str, tf: Timeframe, result: BacktestResult) -> None:
                       str(s.target_price or "-"), str(s.stop_loss or "-"), str(s.confidence_score))  # fmt: skip
     out.print(table)
     out.print("  ".join(f"{k} {v}" for k, v in result.stats.items()))
+    if result.paper is None:
+        out.print("paper orders: none (a bars file of a timeframe other than 1m has no 1m price path)")
+        return
+    done = [o for o in result.paper.orders if o["status"] == "COMPLETE"]
+    pnl = result.paper.pnl
+    out.print(f"paper orders: {len(result.paper.orders)} ({len(done)} filled); P&L gross ₹{pnl['gross']},"
+              f" charges ₹{pnl['charges']}, net ₹{pnl['net']}")
 
 
 async def _save(dsn: str, email: str, name: str, summary: dict[str, Any]) -> None:

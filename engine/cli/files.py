@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from engine.domain import Timeframe
 from engine.errors import ConfigError
@@ -50,10 +50,12 @@ def read_tick_csv(path: Path, chunk_rows: int = 65_536,
         yield from tick_chunks(lines, str(path), chunk_rows)
 
 
-def backtest_file(strategy: Strategy, path: Path, timeframe: Timeframe, lateness_s: float = 2.0) -> BacktestResult:
-    """:func:`engine.strategy.backtest.run_backtest` over the tick or bar CSV ``path``."""
+def backtest_file(strategy: Strategy, path: Path, timeframe: Timeframe, lateness_s: float = 2.0,
+                  **paper: Any) -> BacktestResult:
+    """:func:`engine.strategy.backtest.run_backtest` over the tick or bar CSV ``path`` (``paper``: its
+    ``execution`` and ``cash``)."""
     with text_lines(path) as lines:
-        return run_backtest(strategy, lines, str(path), timeframe, lateness_s)
+        return run_backtest(strategy, lines, str(path), timeframe, lateness_s, **paper)
 
 
 @contextlib.contextmanager

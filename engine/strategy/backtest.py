@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import math
+from decimal import Decimal
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
@@ -45,6 +46,8 @@ import numpy as np
 from engine.csvfile import peek_header
 from engine.domain import Bar, Timeframe, datetime_to_ns
 from engine.errors import ConfigError
+from engine.orders.execution import Execution
+from engine.orders.paper import PaperRun, paper_orders
 from engine.indicators import DEFAULT_SPECS, IndicatorSet
 from engine.instruments import InstrumentRegistry
 from engine.pipeline import SignalPipeline
@@ -62,42 +65,52 @@ BATCH = 1024
 
 @dataclass(frozen=True, slots=True)
 class BacktestResult:
-    """Rounded signals in (time, symbol) order and the statistics of :func:`statistics`."""
+    """Rounded signals in (time, symbol) order, the statistics of :func:`statistics`, and the paper orders."""
 
     signals: list[SignalRecord]
     stats: dict[str, float | int]
     bars: int
+    paper: PaperRun | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``sharewise backtest --json`` document."""
-        return {"signals": [s.as_json() for s in self.signals], **self.stats}
+        doc: dict[str, Any] = {"signals": [s.as_json() for s in self.signals], **self.stats}
+        doc["orders"] = self.paper.orders if self.paper else []
+        doc["pnl"] = self.paper.pnl if self.paper else None
+        return doc
 
 
 def run_backtest(strategy: Strategy, lines: Iterable[str], where: str, timeframe: Timeframe,
-                 lateness_s: float = 2.0) -> BacktestResult:
+                 lateness_s: float = 2.0, *, execution: Execution | None = None,
+                 cash: Decimal = Decimal("1000000")) -> BacktestResult:
     """Run ``strategy`` over a tick or bar file given as its ``lines``; ``where`` is its name (errors cite it).
 
-    Raise :class:`ConfigError` for a bad file.
+    With ``execution`` its signals are also traded on paper by the live order code
+    (:func:`engine.orders.paper.paper_orders`) on the file's 1m bars: those of a tick file, or the
+    bars of a 1m bars file. A bars file of another timeframe has no 1m price path: no orders
+    (``paper`` is None). Raise :class:`ConfigError` for a bad file.
     """
     names, lines = peek_header(lines)
-    deployment = Deployment(strategy, strategy.name, frozenset({timeframe}))
+    deployment = Deployment(strategy, strategy.name, frozenset({timeframe}), execution=execution)
     runner = StrategyRunner([deployment])
     try:
         if _is_tick_file(names, where):
-            bars, emitted = replay_ticks(runner, tick_chunks(lines, where), timeframe, lateness_s)
+            bars, emitted, minutes = replay_ticks(runner, tick_chunks(lines, where), timeframe, lateness_s)
         else:
             bars = read_bar_csv(lines, where, timeframe)
-            emitted = replay_bars(runner, bars)
+            emitted, minutes = replay_bars(runner, bars), bars if timeframe is Timeframe.M1 else None
     finally:
         runner.stop()
     records = sorted((signal_record(e) for e in emitted), key=lambda r: (r.bar_time, r.symbol))
-    return BacktestResult(records, statistics(bars, emitted, timeframe), len(bars))
+    paper = paper_orders(emitted, minutes, cash=cash) if execution is not None and minutes is not None else None
+    return BacktestResult(records, statistics(bars, emitted, timeframe), len(bars), paper)
 
 
 def replay_ticks(
     runner: StrategyRunner, ticks: Iterable[TickChunk], timeframe: Timeframe, lateness_s: float
-) -> tuple[list[Bar], list[EmittedSignal]]:
-    """Feed a tick file's chunks through a :class:`SignalPipeline`; the closed bars of ``timeframe`` and the signals."""
+) -> tuple[list[Bar], list[EmittedSignal], list[Bar]]:
+    """Feed a tick file's chunks through a :class:`SignalPipeline`; the closed bars of ``timeframe``, the signals,
+    and the closed 1m bars (the price path of paper fills)."""
     chunks = list(ticks)
     symbols = list(dict.fromkeys(s for chunk in chunks for s in chunk.symbols))
     registry = InstrumentRegistry.from_symbols(symbols)
@@ -108,7 +121,8 @@ def replay_ticks(
         steps.append(pipeline.feed(inst, chunk.ts_ns, chunk.price, chunk.qty)[1])
     steps.append(pipeline.flush())
     bars = [b for step in steps for b in step.bars if b.timeframe is timeframe]
-    return bars, [signal for step in steps for signal in step.signals]
+    minutes = [b for step in steps for b in step.bars if b.timeframe is Timeframe.M1]
+    return bars, [signal for step in steps for signal in step.signals], minutes
 
 
 def replay_bars(runner: StrategyRunner, bars: Sequence[Bar]) -> list[EmittedSignal]:

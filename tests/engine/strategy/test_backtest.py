@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 import math
 import os
 import subprocess
@@ -23,7 +24,7 @@ from engine.strategy.backtest import BARS_PER_SESSION
 
 BIN = Path(sys.executable).parent
 SIGNAL_KEYS = ["time", "symbol", "signal_type", "entry_price", "target_price", "stop_loss", "confidence_score"]
-TOP_KEYS = ["signals", "trades", "win_rate", "avg_return", "max_drawdown", "sharpe", "exposure"]
+TOP_KEYS = ["signals", "trades", "win_rate", "avg_return", "max_drawdown", "sharpe", "exposure", "orders", "pnl"]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,14 @@ def test_json_contract_and_determinism(ticks_csv):
         assert datetime.fromisoformat(signal["time"]).utcoffset() == timedelta(hours=5, minutes=30)
         assert round(signal["entry_price"], 2) == signal["entry_price"] and 0.5 <= signal["confidence_score"] <= 0.95
     assert isinstance(doc["trades"], int) and 0 <= doc["win_rate"] <= 1 and 0 <= doc["exposure"] <= 1
+    # traded on paper by the live order code: entries fill at the signal's close, one share (the default)
+    entries = [o for o in doc["orders"] if o["executes_signal"] and o["status"] == "COMPLETE"]
+    assert entries and all(o["quantity"] == 1 and o["product"] == "MIS" for o in entries)
+    closes = {s["entry_price"] for s in doc["signals"]}
+    assert all(float(o["average_price"]) in closes for o in entries)
+    pnl = {k: Decimal(v) for k, v in doc["pnl"].items()}
+    charges = sum(Decimal(o["fees"]) + Decimal(o["taxes"]) for o in doc["orders"])
+    assert pnl["charges"] == charges > 0 and pnl["gross"] - pnl["charges"] == pnl["net"]
     again = _cli("backtest", "--strategy", "ema_cross", str(ticks_csv), "--json")
     assert again.stdout == first.stdout
 

@@ -2,7 +2,8 @@
 
 Each :class:`CopySink` writes one table. ``write(records)`` commits the whole batch in one
 transaction and returns how many rows were new; a row whose id (or unique key) exists is
-dropped by the database, so replaying the same outputs writes nothing twice.
+dropped by the database, so replaying the same outputs writes nothing twice. The retry
+machinery lives in :class:`RetryingSink`, which the order and book sinks (sinks.orders) share.
 
 A database that goes away does not lose the batch: ``write`` retries with capped
 exponential backoff until the batch is committed (or the sink is closed), logs the
@@ -82,12 +83,20 @@ class SinkStatus:
     latencies: list[float] = field(default_factory=list)
 
 
-class CopySink:
-    """Writes batches of records (tuples in ``spec.columns`` order) to one table, idempotently."""
+class RetryingSink:
+    """The machinery every PostgreSQL sink shares: one connection, one transaction per batch, and retries.
 
-    def __init__(self, dsn: str, spec: TableSpec, *, max_backoff: float = 5.0) -> None:
+    Subclasses implement :meth:`_apply` (the batch's statements, run inside one transaction; returns
+    how many records were new) and may override :meth:`_prepare` (run once on each new connection).
+    ``write`` retries an outage (:func:`db.connect.retryable`) with capped exponential backoff, and a
+    transaction PostgreSQL rolled back to break a deadlock or a serialization conflict (SQLSTATE
+    40P01/40001: two sinks inserting the same rows in another order) at once, without calling it an
+    outage; anything else the database refuses is raised.
+    """
+
+    def __init__(self, dsn: str, name: str, *, max_backoff: float = 5.0) -> None:
         self.dsn = dsn
-        self.spec = spec
+        self.name = name
         self.status = SinkStatus()
         self._max_backoff = max_backoff
         self._conn: asyncpg.Connection | None = None
@@ -108,7 +117,13 @@ class CopySink:
                 inserted = await self._write_once(records)
             except Exception as exc:
                 await self._drop_connection()  # its state is unknown after any failure
-                if not retryable(exc) or self._closed:
+                if self._closed:
+                    raise
+                if _conflict(exc):
+                    self._note_conflict(exc)
+                    await asyncio.sleep(0.01)
+                    continue
+                if not retryable(exc):
                     raise
                 self._note_failure(exc)
                 await asyncio.sleep(delay)
@@ -120,14 +135,22 @@ class CopySink:
     async def _write_once(self, records: Sequence[tuple[Any, ...]]) -> int:
         conn = await self._connection()
         async with conn.transaction():
-            await conn.copy_records_to_table(self.spec.temp, records=records, columns=self.spec.columns)
-            status = await conn.execute(self.spec.insert_sql())
-        return int(status.rsplit(" ", 1)[-1])
+            return await self._apply(conn, records)
+
+    async def _apply(self, conn: asyncpg.Connection, records: Sequence[tuple[Any, ...]]) -> int:
+        raise NotImplementedError
+
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        """Set up a new connection (e.g. temp tables); nothing by default."""
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             conn = await asyncpg.connect(self.dsn, timeout=5)
-            await conn.execute(self.spec.create_temp_sql())
+            try:
+                await self._prepare(conn)
+            except BaseException:
+                conn.terminate()
+                raise
             self._conn = conn
         return self._conn
 
@@ -136,18 +159,23 @@ class CopySink:
         if conn is not None:
             conn.terminate()
 
+    def _note_conflict(self, exc: BaseException) -> None:
+        self.status.retries += 1
+        log.info("sink %s: transaction rolled back by the database (%s), retrying", self.name,
+                 redact(f"{type(exc).__name__}: {exc}"))
+
     def _note_failure(self, exc: BaseException) -> None:
         st = self.status
         st.retries += 1
         st.last_error = redact(f"{type(exc).__name__}: {exc}")
         if st.outage_since is None:
             st.outage_since = time.time()
-            log.warning("sink %s: database unavailable, retrying with backoff (%s)", self.spec.table, st.last_error)
+            log.warning("sink %s: database unavailable, retrying with backoff (%s)", self.name, st.last_error)
 
     def _note_success(self, rows: int, inserted: int, seconds: float) -> None:
         st = self.status
         if st.outage_since is not None:
-            log.warning("sink %s: database back after %.1fs", self.spec.table, time.time() - st.outage_since)
+            log.warning("sink %s: database back after %.1fs", self.name, time.time() - st.outage_since)
             st.outage_since = None
         st.rows_written += inserted
         st.rows_duplicate += rows - inserted
@@ -159,3 +187,27 @@ class CopySink:
     async def close(self) -> None:
         self._closed = True
         await self._drop_connection()
+
+
+class CopySink(RetryingSink):
+    """Writes batches of records (tuples in ``spec.columns`` order) to one table, idempotently."""
+
+    def __init__(self, dsn: str, spec: TableSpec, *, max_backoff: float = 5.0) -> None:
+        super().__init__(dsn, spec.table, max_backoff=max_backoff)
+        self.spec = spec
+
+    async def _apply(self, conn: asyncpg.Connection, records: Sequence[tuple[Any, ...]]) -> int:
+        await conn.copy_records_to_table(self.spec.temp, records=records, columns=self.spec.columns)
+        status = await conn.execute(self.spec.insert_sql())
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(self.spec.create_temp_sql())
+
+
+#: SQLSTATEs of a transaction the database rolled back to let another one through: run it again
+_CONFLICTS = frozenset({"40001", "40P01"})
+
+
+def _conflict(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _CONFLICTS

@@ -1,8 +1,9 @@
-"""The sink agents: each output topic (``market.bars``, ``signals``, ``notifications``) into its table.
+"""The sink agents: each output topic (``market.bars``, ``signals``, ``notifications``, ``orders``,
+``portfolios``) into its tables.
 
 Each agent takes batches of its topic, turns them into rows and writes them with the
-:class:`engine.ports.OutputSink` it is handed (sinks.rows.output_sinks: COPY into PostgreSQL,
-retried through database outages until the batch is committed) and only then
+:class:`engine.ports.OutputSink` it is handed (sinks.rows.output_sinks: COPY into PostgreSQL, or the
+order and book upserts of sinks.orders, retried through database outages until the batch is committed) and only then
 acknowledges the batch and moves its positions. A batch the database refuses is not an outage:
 retrying cannot help and skipping it would lose rows, so it raises
 :class:`engine.errors.Inconsistency`, which stops the worker. A message on these topics that

@@ -6,7 +6,9 @@ replaying history sends the same bytes as the live feed did.
 
 * ``signals``, ``orders``, ``notifications``: one JSON object per message, keyed by
   user_id. The record belongs to ``user_id`` (it must match the key when there is one:
-  tenancy is never guessed) and is identified by its ``id``.
+  tenancy is never guessed) and is identified by its ``id``; an ``orders`` message (one per
+  state change of an order, docs/orders.md) by its ``event_id``, else its ``id``, so each
+  change of an order is its own record in history.
 * ``market.bars``: newline-delimited bars. They belong to :data:`MARKET_USER` (one
   sequence shared by every user) and are identified by ``symbol|timeframe|time``.
 
@@ -47,6 +49,8 @@ def decode_personal(channel: str, key: bytes | None, value: bytes) -> FeedRecord
     """A signal, order or notification message -> record; BadData when it cannot be attributed safely."""
     data = _object(value)
     message_id, user = data.get("id"), data.get("user_id")
+    if channel == "orders" and data.get("event_id") is not None:
+        message_id = data["event_id"]
     if not isinstance(message_id, str) or not message_id:
         raise BadData("missing_id", f"{channel} message without an id")
     user_id = _uuid(user if user is not None else (key.decode("utf-8", "replace") if key else None))

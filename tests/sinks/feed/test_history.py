@@ -132,3 +132,31 @@ def test_saved_positions_belong_to_the_log_they_were_read_in(pg_dsn: str) -> Non
             await conn.close()
 
     asyncio.run(scenario())
+
+
+def test_two_state_changes_of_one_order_are_two_records_in_history(pg_dsn: str) -> None:
+    """The ``orders`` channel keys its history by event_id: PENDING and COMPLETE of one order get two seqs,
+    and a redelivered COMPLETE keeps its seq."""
+    import orjson
+
+    from sinks.feed.records import decode_personal
+
+    user, order = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def change(status: str) -> FeedRecord:
+        value = orjson.dumps({"event_id": f"{order}|{status}", "id": order, "user_id": user, "symbol": "TCS",
+                              "status": status})
+        return decode_personal("orders", user.encode(), value)
+
+    async def scenario() -> None:
+        conn = await connect(pg_dsn)
+        try:
+            first = await history.append(conn, [change("PENDING"), change("COMPLETE")], {})
+            again = await history.append(conn, [change("COMPLETE")], {})
+            assert [item.seq for item in first] == [1, 2] and [item.seq for item in again] == [2]
+            page = await history.read_after(conn, user, "orders", 0, None, 10)
+            assert [(seq, orjson.loads(p)["status"]) for seq, _, p in page.rows] == [(1, "PENDING"), (2, "COMPLETE")]
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())

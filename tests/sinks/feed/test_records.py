@@ -51,3 +51,24 @@ def test_message_frame_is_valid_json() -> None:
     assert orjson.loads(message_frame("signals", 12, payload)) == {"op": "signal", "seq": 12,
                                                                     "data": {"id": "s1", "symbol": "M&M"}}
     assert orjson.loads(message_frame("bars", 3, b"{}"))["op"] == "bar"
+
+
+def _order_change(status: str, event_id: str | None) -> bytes:
+    change = {"id": "7d3b7a5e-0000-4c1f-8d2e-0b7f3f1d2a10", "user_id": USER, "symbol": "TCS", "status": status}
+    return orjson.dumps(change | ({"event_id": event_id} if event_id else {}))
+
+
+def test_each_state_change_of_an_order_is_its_own_record() -> None:
+    pending = decode_personal("orders", USER.encode(), _order_change("PENDING", "e-pending"))
+    complete = decode_personal("orders", USER.encode(), _order_change("COMPLETE", "e-complete"))
+    assert (pending.message_id, complete.message_id) == ("e-pending", "e-complete")
+    assert pending.payload != complete.payload and pending.symbol == complete.symbol == "TCS"
+    again = decode_personal("orders", USER.encode(), _order_change("COMPLETE", "e-complete"))
+    assert again.message_id == complete.message_id  # a redelivered change is the same record
+
+
+def test_an_order_without_event_id_is_identified_by_its_id_and_other_channels_ignore_event_id() -> None:
+    assert decode_personal("orders", None, _order_change("OPEN", None)).message_id == \
+        "7d3b7a5e-0000-4c1f-8d2e-0b7f3f1d2a10"
+    value = orjson.dumps({"id": "s1", "event_id": "e1", "user_id": USER})
+    assert decode_personal("signals", None, value).message_id == "s1"

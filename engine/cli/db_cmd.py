@@ -51,14 +51,17 @@ def status_cmd() -> None:
 @db_app.command("seed-demo")
 @clean_errors
 def seed_demo_cmd() -> None:
-    """Create the demo tenant (demo@sharewise.local) where missing; never changes existing rows."""
+    """Create the demo tenant (demo@sharewise.local) where missing, its paper portfolio holding SHAREWISE_PAPER_CASH."""
     from db.embedded import resolve_dsn
     from db.seed_demo import DEMO_EMAIL, seed_demo
 
-    result = asyncio.run(seed_demo(resolve_dsn(load_settings())))
+    settings = load_settings()
+    result = asyncio.run(seed_demo(resolve_dsn(settings), paper_cash=settings.paper_cash))
     for label in result["created"]:
         out.print(f"created {label}")
-    if not result["created"]:
+    for label in result["updated"]:
+        out.print(f"updated {label}")
+    if not result["created"] and not result["updated"]:
         out.print(f"demo tenant {DEMO_EMAIL} already exists: nothing created")
     out.print(f"user id: {result['user_id']}")
     out.print(f"paper broker account id: {result['paper_account_id']}")

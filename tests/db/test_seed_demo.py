@@ -12,6 +12,7 @@ import pytest
 from db.connect import connect
 from db.seed_demo import seed_demo
 from engine.errors import ConfigError
+from engine.orders.ids import PAPER_BROKER_ID, paper_account_id, paper_portfolio_id
 from tests.fixtures.postgres import drop_database, make_database
 
 TABLES = ["users_customuser", "users_userprofile", "brokers_broker", "brokers_userbrokeraccount",
@@ -58,6 +59,7 @@ def seeded(pg_server):
 def test_second_seed_creates_and_changes_nothing(seeded):
     first, second, rows_after_first, rows_after_second = seeded
     assert len(first["created"]) == 10 and second["created"] == []
+    assert first["updated"] == second["updated"] == []
     assert {k: v for k, v in first.items() if k != "created"} == {k: v for k, v in second.items() if k != "created"}
     assert rows_after_second == rows_after_first
 
@@ -75,24 +77,64 @@ def test_demo_user_is_a_pro_trader_with_a_fake_but_valid_kyc_profile(seeded):
     assert profile["risk_tolerance"] in {"LOW", "MEDIUM", "HIGH"} and profile["max_daily_loss"] > 0
 
 
-def test_three_brokers_with_real_api_urls_and_a_paper_account(seeded):
+def test_three_brokers_with_real_api_urls_and_a_paper_account_on_the_paper_broker(seeded):
     first, _, rows, _ = seeded
     urls = {b["name"]: b["api_base_url"] for b in rows["brokers_broker"]}
     assert urls == {"Zerodha": "https://api.kite.trade", "AngelOne": "https://apiconnect.angelbroking.com",
-                    "Upstox": "https://api.upstox.com/v2"}
+                    "Upstox": "https://api.upstox.com/v2", "Paper": None}
     assert all("EQ" in json.loads(b["supported_segments"]) for b in rows["brokers_broker"])
+    assert first["broker_ids"]["Paper"] == PAPER_BROKER_ID
     (account,) = rows["brokers_userbrokeraccount"]
-    assert account["id"] == first["paper_account_id"] and account["api_key"] is None
+    assert account["id"] == first["paper_account_id"] == paper_account_id(str(first["user_id"]))
+    assert (account["broker_id"], account["broker_user_id"], account["api_key"]) == (PAPER_BROKER_ID, "PAPER", None)
     preferences = json.loads(rows["users_userprofile"][0]["trading_preferences"])
     assert preferences["mode"] == "PAPER" and preferences["paper_broker_account_id"] == str(account["id"])
 
 
-def test_ten_lakh_rupees_in_the_default_portfolio_and_one_active_pro_subscription(seeded):
-    _, _, rows, _ = seeded
+def test_ten_lakh_rupees_in_the_paper_portfolio_and_one_active_pro_subscription(seeded):
+    first, _, rows, _ = seeded
     (portfolio,) = rows["portfolios_portfolio"]
+    assert portfolio["id"] == first["portfolio_id"] == paper_portfolio_id(str(first["user_id"]))
+    assert portfolio["name"] == "Paper Portfolio" and portfolio["user_id"] == first["user_id"]
     assert portfolio["available_cash"] == portfolio["total_value"] == Decimal("1000000.00")
+    assert portfolio["updated_at"] is None  # no book yet: any market time's book may be written over it
     (subscription,) = rows["subscriptions_subscription"]
     assert (subscription["plan_name"], subscription["is_active"]) == ("PRO", True)
+
+
+def test_ema_cross_trades_on_paper_and_rsi_reversion_gives_signals_only(seeded):
+    _, _, rows, _ = seeded
+    risk = {s["name"]: json.loads(s["risk_management"]) for s in rows["strategies_strategy"]}
+    assert risk["ema_cross"] == {"execution": {"mode": "paper", "product": "MIS", "quantity": 10}}
+    assert "execution" not in risk["rsi_reversion"]
+
+
+def test_paper_cash_sets_the_starting_cash_of_a_new_paper_portfolio(pg_dsn):
+    result = asyncio.run(seed_demo(pg_dsn, paper_cash=Decimal("250000.50")))
+    portfolio = asyncio.run(snapshot(pg_dsn))["portfolios_portfolio"][0]
+    assert portfolio["id"] == result["portfolio_id"]
+    assert portfolio["available_cash"] == portfolio["total_value"] == Decimal("250000.50")
+
+
+def test_an_ema_cross_row_seeded_before_paper_trading_gains_its_execution_and_keeps_its_other_keys(pg_dsn):
+    async def run() -> tuple[dict, dict, dict]:
+        first = await seed_demo(pg_dsn)
+        conn = await connect(pg_dsn)
+        try:
+            await conn.execute("UPDATE strategies_strategy SET risk_management = '{\"stop_atr\": 1.5}'"
+                               " WHERE id = $1", first["strategy_ids"]["ema_cross"])
+            upgraded = await seed_demo(pg_dsn)
+            again = await seed_demo(pg_dsn)
+            risk = await conn.fetchval("SELECT risk_management FROM strategies_strategy WHERE id = $1",
+                                       first["strategy_ids"]["ema_cross"])
+        finally:
+            await conn.close()
+        return upgraded, again, json.loads(risk)
+
+    upgraded, again, risk = asyncio.run(run())
+    assert (upgraded["created"], upgraded["updated"]) == ([], ["paper execution of strategy ema_cross"])
+    assert (again["created"], again["updated"]) == ([], [])
+    assert risk == {"stop_atr": 1.5, "execution": {"mode": "paper", "product": "MIS", "quantity": 10}}
 
 
 def test_active_technical_strategies_on_nifty_symbols(seeded):
@@ -113,7 +155,7 @@ def test_concurrent_seeds_create_one_tenant(pg_dsn):
     a, b = asyncio.run(twice())
     assert sorted([len(a["created"]), len(b["created"])]) == [0, 10]
     assert {t: len(rows) for t, rows in asyncio.run(snapshot(pg_dsn)).items()} == {
-        "users_customuser": 1, "users_userprofile": 1, "brokers_broker": 3, "brokers_userbrokeraccount": 1,
+        "users_customuser": 1, "users_userprofile": 1, "brokers_broker": 4, "brokers_userbrokeraccount": 1,
         "portfolios_portfolio": 1, "subscriptions_subscription": 1, "strategies_strategy": 2}
 
 

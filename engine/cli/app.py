@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "engine.cli.backtest_cmd",
     "engine.cli.feed_cmd",
     "engine.cli.ops_cmd",
+    "engine.cli.orders_cmd",
 ]
 
 

@@ -209,7 +209,7 @@ class Desk:
 
     def set_state(self, state: TradingState, reason: str | None, at_ns: int) -> None:
         """A hand-set state (``sharewise risk``): HALTED closes every open position at once."""
-        self._enter(at_ns)
+        self.enter(at_ns)
         self.manual, self.manual_reason = state, reason
         if state is TradingState.HALTED:
             self._close_all(at_ns, "halt")
@@ -218,7 +218,7 @@ class Desk:
 
     def on_signal(self, sig: TradeSignal) -> None:
         """Apply the position rules to a signal of a trading row (docs/orders.md, "Rules")."""
-        self._enter(sig.decision_ns)
+        self.enter(sig.decision_ns)
         pos = self.positions.get((sig.strategy_key, sig.symbol))
         side = "BUY" if sig.bullish else "SELL"
         if pos is None:
@@ -232,7 +232,7 @@ class Desk:
 
     def on_bar(self, bar: MinuteBar) -> None:
         """Square-off and resting exits of this symbol's positions on a closed 1m bar; then the daily loss."""
-        self._enter(bar.close_ns)
+        self.enter(bar.close_ns)
         for pos in [p for p in self.positions.values() if p.symbol == bar.symbol and bar.open_ns >= p.opened_ns]:
             if pos.product == Product.MIS and ist_day(bar.open_ns) == pos.day and time_of_day(bar.open_ns) >= SQUARE_OFF_NS:
                 self._close(pos, bar.open_ns, bar.open, bar.open_ns, "squareoff")
@@ -242,7 +242,7 @@ class Desk:
         if any(p.symbol == bar.symbol for p in self.positions.values()):
             self._check_daily_loss(bar.close_ns)
 
-    def _enter(self, at_ns: int) -> None:
+    def enter(self, at_ns: int) -> None:
         """Move the desk's clock to ``at_ns``; a new IST day squares off yesterday's MIS and lifts a loss halt."""
         self.as_of = max(self.as_of, at_ns)
         day = ist_day(at_ns)

@@ -156,13 +156,15 @@ class PartitionBooks:
         return [e for _, e in events]
 
     def _on_bar(self, bar: MinuteBar, touched: dict[str, Desk]) -> None:
+        holders = [d for d in self.desks.values() if any(p.symbol == bar.symbol for p in d.positions.values())]
+        for desk in holders:
+            desk.enter(bar.close_ns)
         quote = self.quotes.get(bar.symbol)
         if quote is None or bar.close_ns > quote.at_ns:
             self.quotes[bar.symbol] = Quote(bar.close, bar.close_ns)
-        for desk in self.desks.values():
-            if any(p.symbol == bar.symbol for p in desk.positions.values()):
-                desk.on_bar(bar)
-                touched[desk.user_id] = desk
+        for desk in holders:
+            desk.on_bar(bar)
+            touched[desk.user_id] = desk
 
     def _desk(self, user_id: str) -> Desk:
         desk = self.desks.get(user_id)

@@ -239,8 +239,7 @@ class Desk:
             elif (fill := exit_fill(pos, bar)) is not None:
                 hit, price = fill
                 self._close(pos, bar.open_ns, price, bar.open_ns, hit, resting=pos.target if hit == "target" else pos.stop)
-        if any(p.symbol == bar.symbol for p in self.positions.values()):
-            self._check_daily_loss(bar.close_ns)
+        self._check_daily_loss(bar.close_ns)
 
     def enter(self, at_ns: int) -> None:
         """Move the desk's clock to ``at_ns``; a new IST day squares off yesterday's MIS and lifts a loss halt."""

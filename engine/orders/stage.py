@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from engine.domain import DAY_NS, Timeframe, bar_span, datetime_to_ns
-from engine.errors import BadData
+from engine.errors import BadData, ConfigError
 from engine.orders.charges import NSE_EQUITY, ChargeTable
 from engine.orders.desk import Desk, MinuteBar, Quote, TradeSignal, iso
 from engine.orders.execution import Execution
@@ -80,7 +80,7 @@ class PartitionBooks:
                 self.commands.append(doc)
             else:
                 raise BadData("unknown_kind", f"orders.inputs message of kind {kind!r}")
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        except (ValueError, KeyError, TypeError, ArithmeticError, ConfigError) as exc:
             raise BadData("unreadable", f"orders.inputs message: {type(exc).__name__}: {exc}") from exc
 
     def _add_signal(self, doc: dict[str, Any]) -> None:

@@ -424,7 +424,7 @@ class Desk:
             "symbol": symbol, "quantity": net,
             "average_price": money((cost / net).quantize(PAISA, ROUND_HALF_UP) if net else _ZERO),
             "current_price": money(current), "last_price_update": iso(quote.at_ns) if quote else iso(group[0].opened_ns),
-            "unrealized_pnl": money(sum(((current - p.average_price) * p.quantity * p.side for p in group), _ZERO)),
+            "unrealized_pnl": money(sum(((self._quote(p) - p.average_price) * p.quantity * p.side for p in group), _ZERO)),
         }  # fmt: skip
 
     # --- checkpoints -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -39,10 +39,11 @@ class PaperRun:
 
 
 def paper_orders(signals: Iterable[EmittedSignal], minute_bars: Sequence[Bar], *, cash: Decimal,
-                 execution: Execution | None = None, limits: RiskLimits = RiskLimits(),
-                 table: ChargeTable = NSE_EQUITY) -> PaperRun:
-    """Trade ``signals`` on paper over ``minute_bars``; ``execution`` stands in for signals whose row has none."""
-    books = PartitionBooks(cash, lambda _: limits, table=table)
+                 execution: Execution | None = None, limits: Callable[[str], RiskLimits] = lambda _: RiskLimits(),
+                 table: ChargeTable = NSE_EQUITY, through: int = END_OF_TIME) -> PaperRun:
+    """Trade ``signals`` on paper over ``minute_bars``, deciding what is due by ``through`` (default: all);
+    ``execution`` stands in for signals whose row has none; ``limits`` gives each user's limits."""
+    books = PartitionBooks(cash, limits, table=table)
     for signal in signals:
         ex = signal.execution or execution
         if ex is None:
@@ -53,7 +54,7 @@ def paper_orders(signals: Iterable[EmittedSignal], minute_bars: Sequence[Bar], *
         books.add(orjson.dumps(signal_input(0, ex, msg)))
     bars = [clock_bar(b.symbol, b.open_ns, b.open, b.high, b.low, b.close) for b in minute_bars
             if b.timeframe is Timeframe.M1]
-    books.add(orjson.dumps(clock_input({0: END_OF_TIME}, bars)))
+    books.add(orjson.dumps(clock_input({0: through}, bars)))
     final: dict[str, dict[str, Any]] = {}
     book = None
     for kind, _, msg in books.advance():

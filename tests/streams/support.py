@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 import asyncpg
 import numpy as np
@@ -23,6 +25,11 @@ from sinks.rows import marketdata_record, signal_row
 from engine.pipeline import SignalPipeline
 from engine.strategy.runner import Deployment, StrategyRunner
 from engine.ticks import decode_packets
+from engine.domain import NS_PER_MIN, Timeframe
+from engine.orders.paper import PaperRun, paper_orders
+from engine.orders.risk import RiskLimits
+from engine.orders.stage import END_OF_TIME
+from engine.routing import owners
 
 #: created_at of reference signals (not compared: a stamp of the wall clock, never part of an id)
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -127,12 +134,18 @@ class Reference:
     signals: set[tuple]
     dlq: list[str]
     ticks: int
+    paper: PaperRun | None = None  # the orders and the last book the order stage must write
 
 
 def offline_reference(path: Path, registry: InstrumentRegistry, deployments: list[Deployment], *,
-                      lateness_s: float, flush: bool, chunk: int = 1) -> Reference:
+                      lateness_s: float, flush: bool, chunk: int = 1,
+                      limits: Callable[[str], RiskLimits] = lambda _: RiskLimits()) -> Reference:
     """What the pipeline must write for ``path``: the pure core run in file order, ``chunk`` lines per call
-    (1: tick by tick; results never depend on the split, tests/engine/test_pipeline.py)."""
+    (1: tick by tick; results never depend on the split, tests/engine/test_pipeline.py).
+
+    Its orders are the backtest's (engine.orders.paper), decided up to where the live order stage's
+    watermark ends: the slowest source's clock (docs/orders.md), or everything after a flush.
+    """
     pipeline = SignalPipeline(registry, StrategyRunner(deployments), lateness_s=lateness_s)
     bars, signals, dlq, ticks = set(), set(), [], 0
     steps = []
@@ -143,6 +156,7 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
         dlq += [str(r.reason) for r in decoded.rejects + decoded.rejected_by(status)]
         ticks += int(len(status) - np.count_nonzero(status))
         steps.append(step)
+    through = END_OF_TIME if flush else _slowest_clock(pipeline, registry)
     if flush:
         steps.append(pipeline.flush())
     for step in steps:
@@ -150,7 +164,19 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
             bars.add(normal_bar(marketdata_record(bar_message(bar, row, pipeline.default_positions))))
         for sig in step.signals:
             signals.add(normal_signal(signal_row(signal_message(sig, STAMP))))
-    return Reference(bars, signals, dlq, ticks)
+    emitted = [sig for step in steps for sig in step.signals]
+    minutes = [b for step in steps for b in step.bars if b.timeframe is Timeframe.M1]
+    paper = paper_orders(emitted, minutes, cash=PAPER_CASH, limits=limits, through=through) if any(
+        s.execution for s in emitted) else None
+    return Reference(bars, signals, dlq, ticks, paper)
+
+
+def _slowest_clock(pipeline: SignalPipeline, registry: InstrumentRegistry, partitions: int = 8) -> int:
+    """The order stage's final watermark: the lowest clock (to the minute) of the sources that ticked."""
+    owner = owners(registry.symbols, partitions)
+    clocks = [pipeline.closed_through(np.flatnonzero(owner == p)) for p in range(partitions)]
+    clocks = [c - c % NS_PER_MIN for c in clocks if c is not None]
+    return min(clocks) if clocks else -1
 
 
 def normal_bar(rec: tuple) -> tuple:
@@ -181,6 +207,7 @@ async def database_rows(dsn: str) -> tuple[list[tuple], list[tuple], int]:
 
 
 SHAREWISE = [sys.executable, "-m", "engine.cli"]
+PAPER_CASH = Decimal("1000000")  # SHAREWISE_PAPER_CASH unset
 LATENESS = 2.0
 
 
@@ -211,8 +238,20 @@ def reference_of(path: Path, dsn: str, *, flush: bool, chunk: int = 1) -> Refere
     from engine.cli.assemble import active_deployments
 
     deployments, _ = asyncio.run(active_deployments(dsn))
+    limits = asyncio.run(_limits(dsn))
     return offline_reference(path, load_instruments(Settings(home=Path("/nonexistent"))), deployments,
-                             lateness_s=LATENESS, flush=flush, chunk=chunk)
+                             lateness_s=LATENESS, flush=flush, chunk=chunk,
+                             limits=lambda u: RiskLimits(*limits[u]) if u in limits else RiskLimits())
+
+
+async def _limits(dsn: str) -> dict[str, tuple]:
+    from db.trading import user_limits
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await user_limits(conn)
+    finally:
+        await conn.close()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:  # noqa: ANN001
@@ -228,3 +267,63 @@ def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:  # noqa
             await asyncio.sleep(interval)
 
     return asyncio.run(loop())
+
+
+_ORDER_COLUMNS = ("id", "signal_id", "symbol", "order_type", "transaction_type", "quantity", "price", "trigger_price",
+                  "status", "filled_quantity", "average_price", "order_timestamp", "exchange_timestamp",
+                  "rejection_reason", "fees", "taxes")
+_BOOK_COLUMNS = ("total_value", "available_cash", "invested_amount", "unrealized_pnl", "realized_pnl")
+
+
+def _normal(column: str, value):  # noqa: ANN001, ANN202
+    if value is None:
+        return None
+    if column in ("id", "signal_id"):
+        return str(value)
+    if column.endswith("timestamp"):
+        value = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        return value.astimezone(dt.timezone.utc)
+    if column in ("price", "trigger_price", "average_price", "fees", "taxes", *_BOOK_COLUMNS):
+        return Decimal(value)
+    return value
+
+
+def reference_books(ref: Reference) -> tuple[list[tuple], dict | None, list[tuple]]:
+    """(orders, portfolio, holdings) the reference's paper run must leave in PostgreSQL, normalised."""
+    if ref.paper is None:
+        return [], None, []
+    orders = sorted(tuple(_normal(c, o[c]) for c in _ORDER_COLUMNS) for o in ref.paper.orders)
+    book = ref.paper.book
+    portfolio = {c: Decimal(book["portfolio"][c]) for c in _BOOK_COLUMNS} if book else None
+    holdings = sorted((h["symbol"], h["quantity"], Decimal(h["average_price"]), Decimal(h["current_price"]),
+                       Decimal(h["unrealized_pnl"])) for h in book["holdings"]) if book else []
+    return orders, portfolio, holdings
+
+
+async def database_books(dsn: str) -> tuple[list[tuple], dict | None, list[tuple]]:
+    """(orders, the paper portfolio, its holdings) as PostgreSQL holds them, normalised like :func:`reference_books`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        orders = sorted(tuple(_normal(c, r[c]) for c in _ORDER_COLUMNS)
+                        for r in await conn.fetch(f"SELECT {', '.join(_ORDER_COLUMNS)} FROM trading_order"))
+        rows = await conn.fetch(f"SELECT id, {', '.join(_BOOK_COLUMNS)} FROM portfolios_portfolio"
+                                " WHERE name = 'Paper Portfolio'")
+        portfolio = {c: rows[0][c] for c in _BOOK_COLUMNS} if len(rows) == 1 else None
+        holdings = sorted(tuple(r) for r in await conn.fetch(
+            "SELECT symbol, quantity, average_price, current_price, unrealized_pnl FROM portfolios_holding"))
+    finally:
+        await conn.close()
+    return orders, portfolio, holdings
+
+
+def assert_books_equal(dsn: str, ref: Reference) -> None:
+    """PostgreSQL's orders, paper portfolio and holdings are the reference's, row for row."""
+    want_orders, want_book, want_holdings = reference_books(ref)
+    got_orders, got_book, got_holdings = asyncio.run(database_books(dsn))
+    assert want_orders, "the reference trades nothing: the test would prove nothing"
+    missing, extra = set(want_orders) - set(got_orders), set(got_orders) - set(want_orders)
+    got_by_id = {o[0]: o for o in got_orders}
+    assert not missing and not extra, (f"{len(missing)} orders missing, e.g. {sorted(missing)[:2]} (PostgreSQL has"
+                                       f" {[got_by_id.get(o[0]) for o in sorted(missing)[:2]]}), {len(extra)} extra")
+    assert got_book == want_book
+    assert got_holdings == want_holdings

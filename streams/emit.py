@@ -127,8 +127,9 @@ class Outputs:
         self.orders = False
         self.source_of: Callable[[str], int] = lambda symbol: 0
         self.order_partitions = bar_partitions
+        self.tick_partitions = bar_partitions
         self._minute_bars: list[dict[str, Any]] = []
-        self._sent_through: dict[int, int] = {}
+        self._sent_through: dict[int, int | None] = {}  # last reported (minute-floored) through; None = idle
         self.emitted: dict[str, set[uuid.UUID]] | None = (
             {topics.MARKET_BARS: set(), topics.SIGNALS: set(), topics.ORDERS: set(), topics.NOTIFICATIONS: set()}
             if track else None)
@@ -167,27 +168,30 @@ class Outputs:
         self.stats.bars += len(step.bars)
 
     async def clocks(self, throughs: dict[int, int | None]) -> None:
-        """Tell every ``orders.inputs`` partition how far these sources have emitted, with the 1m bars since the
-        last clock (docs/orders.md, "Market time and the watermark"). Sent after the batch's signals, so a
-        clock never overtakes a signal it covers. Nothing is sent when no source crossed a minute and no bar closed.
+        """Tell every ``orders.inputs`` partition how far these sources have emitted (``None``: caught up and
+        silent, so not to be waited for), with the 1m bars since the last clock (docs/orders.md, "Market time
+        and the watermark"). Sent after the batch's signals, so a clock never overtakes a signal it covers.
+        Nothing is sent when no source crossed a minute or changed idleness and no bar closed.
         """
         if not self.orders:
             return
-        moved = {}
+        changed = False
         for source, through in throughs.items():
-            if through is None:
-                continue
-            minute = through - through % NS_PER_MIN
-            if minute > self._sent_through.get(source, -1):
-                moved[source] = self._sent_through[source] = minute
-        if not moved and not self._minute_bars:
+            minute = None if through is None else through - through % NS_PER_MIN
+            last = self._sent_through.get(source, -2)
+            if source not in self._sent_through or (minute is None) != (last is None) or (
+                    minute is not None and last is not None and minute > last):
+                self._sent_through[source] = minute
+                changed = True
+        if not changed and not self._minute_bars:
             return
         bars, self._minute_bars = self._minute_bars, []
         per_message = max(1, self.max_bytes // _CLOCK_BAR_BYTES)
         chunks = [bars[i : i + per_message] for i in range(0, len(bars), per_message)] or [[]]
-        sources = {s: self._sent_through[s] for s in throughs if s in self._sent_through}
+        sources = {s: self._sent_through[s] for s in throughs}
         for n, chunk in enumerate(chunks):
-            value = orjson.dumps(clock_input(sources if n == len(chunks) - 1 else {}, chunk))
+            last = n == len(chunks) - 1
+            value = orjson.dumps(clock_input(sources if last else {}, chunk, self.tick_partitions))
             for p in range(self.order_partitions):
                 await self.sender.send(topics.ORDERS_INPUTS, value, partition=p)
 

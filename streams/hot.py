@@ -10,6 +10,7 @@ the producer (docs/architecture.md, "Recovery").
 
 from __future__ import annotations
 
+import time
 from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
@@ -37,12 +38,16 @@ class HotPath:
         self.registry, self.pipeline, self.outputs, self.stats = registry, pipeline, outputs, stats
         self.positions, self.owned, self.assume = positions, owned, assume
         self.owner = np.empty(0, np.int64)  # partition of each instrument; set once the topic's count is known
+        self.heard: dict[int, float] = {}  # partition -> when a message of it last arrived (monotonic)
 
     async def process(self, events: Sequence[Any]) -> None:
         """Apply a batch; positions move only once its outputs are in the producer."""
         taken: list[Taken] = []
+        self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades  # before any signal is sent
+        now = time.monotonic()
         for event in events:
             msg = event.message
+            self.heard[msg.partition] = now
             state = self.owned.get(msg.partition) or await self.assume(msg.partition)
             if msg.offset < state.next_offset:
                 event.ack()  # already inside the restored state
@@ -62,14 +67,14 @@ class HotPath:
     async def clocks(self, partitions: set[int], *, end: bool = False) -> None:
         """Close earlier days' bars of these sources once they reached a new day, then (when a deployment
         trades) send their clocks (docs/orders.md); ``end``: input has ended, they will never emit again."""
-        self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
         throughs: dict[int, int | None] = {}
         for p in sorted(partitions):
             inst = np.flatnonzero(self.owner == p)
             rolled = self.pipeline.roll_day(inst)
             if rolled.bars:
                 await self.outputs.step(rolled, self.pipeline.default_positions)
-            throughs[p] = END_OF_TIME if end else self.pipeline.closed_through(inst)
+            clock = self.pipeline.closed_through(inst)
+            throughs[p] = END_OF_TIME if end else -1 if clock is None else clock  # -1: wait for its first bar
         if self.outputs.orders:
             await self.outputs.clocks(throughs)
 

@@ -60,6 +60,7 @@ class OrderStage:
     async def process(self, events: Sequence[Any]) -> None:
         """Add a batch to the books of its partitions, decide what is due, send the outcome."""
         touched: dict[int, StagePartition] = {}
+        await self._fetch_limits({u for ev in events if (u := PartitionBooks.user_of(ev.message.value or b""))})
         for event in events:
             msg = event.message
             part = self.owned.get(msg.partition) or await self._assume(msg.partition)
@@ -76,7 +77,6 @@ class OrderStage:
                 log.error("unreadable message on %s partition %d offset %d skipped: %s", INPUTS, msg.partition,
                           msg.offset, exc)
         for part in touched.values():
-            await self._load_limits(part.books)
             await self._send(part.books.advance())
         for event in events:
             done = self.worker.positions[INPUTS]
@@ -94,9 +94,6 @@ class OrderStage:
                 self.worker.outputs.track(topics.NOTIFICATIONS, msg["id"])
 
     # --- limits and states from PostgreSQL -----------------------------------------------------
-
-    async def _load_limits(self, books: PartitionBooks) -> None:
-        await self._fetch_limits(books.users_without_limits(lambda u: u in self.limits))
 
     async def _fetch_limits(self, users: set[str]) -> None:
         """Read the limits of ``users`` once (a user without a profile gets the defaults)."""

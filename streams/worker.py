@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import faust
 import numpy as np
+from aiokafka import TopicPartition
 
 from engine.instruments import InstrumentRegistry
 from engine.pipeline import SignalPipeline
@@ -42,6 +43,8 @@ log = logging.getLogger("sharewise.worker")
 
 TICKS = topics.MARKET_TICKS
 STOP_STEP_S = 10.0  # longest wait for each step of a shutdown
+#: a ticks partition caught up and silent this long is reported idle to the order stage (docs/orders.md)
+IDLE_S = 2.0
 
 
 class EngineWorker:
@@ -109,6 +112,7 @@ class EngineWorker:
                         real, self.settings.partitions)
         self.hot.owner = owners(self.registry.symbols, real)
         self.outputs.bar_partitions = counts.get(topics.MARKET_BARS, real)
+        self.outputs.tick_partitions = real
         self.outputs.order_partitions = counts.get(topics.ORDERS_INPUTS, self.settings.partitions)
         index = {symbol: i for i, symbol in enumerate(self.registry.symbols)}
         self.outputs.source_of = lambda symbol: int(self.hot.owner[index[symbol]])
@@ -125,9 +129,12 @@ class EngineWorker:
                 self.latch.trip("faust", self.app.crash_reason or RuntimeError("the Faust app crashed"))
             elif (late := self.sender.overdue(2 * self.settings.send_timeout_s)) is not None:
                 self.latch.trip("kafka producer", late)
-            elif time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+            else:
                 try:
-                    await self.checkpoint()
+                    async with self._lock:
+                        await self._report_sources()
+                        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+                            await self._checkpoint_locked()
                 except Exception as exc:  # noqa: BLE001 - outages are handled inside; anything else is fatal
                     self.latch.trip("checkpoint", exc)
 
@@ -149,6 +156,28 @@ class EngineWorker:
             log.warning("the Faust app did not stop within %.0fs; exiting anyway", STOP_STEP_S)
         await self.sink_agents.close()
         await self.recovery.close()
+
+    def _assigned_ticks(self) -> list[int]:
+        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == TICKS)
+
+    async def _report_sources(self) -> None:
+        """Report every assigned ticks partition to the order stage: its clock, or idle once it has been caught
+        up and silent for :data:`IDLE_S` (so a partition without ticks never holds the stage back)."""
+        self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
+        if not self.outputs.orders or self.failure is not None:
+            return
+        now, throughs = time.monotonic(), {}
+        for p in self._assigned_ticks():
+            heard = self.hot.heard.setdefault(p, now)
+            high = self.app.consumer.highwater(TopicPartition(TICKS, p))
+            done = self.positions[TICKS].get(p)
+            behind = high is not None and done is not None and done < high
+            if now - heard >= IDLE_S and not behind:
+                throughs[p] = None
+            else:
+                clock = self.pipeline.closed_through(self.instruments_of(p)) if p in self._owned else None
+                throughs[p] = -1 if clock is None else clock
+        await self.outputs.clocks(throughs)
 
     async def _on_revoked(self, app: faust.App, revoked: set, **_: Any) -> None:
         for tp in revoked:
@@ -214,5 +243,5 @@ class EngineWorker:
             if self._owned:
                 inst = np.concatenate([self.instruments_of(p) for p in self._owned])
                 await self.outputs.step(self.pipeline.flush(inst), self.pipeline.default_positions)
-                await self.hot.clocks(set(self._owned), end=True)  # these sources will say nothing more
+            await self.hot.clocks(set(self._owned) | set(self._assigned_ticks()), end=True)  # nothing more comes
             await self._checkpoint_locked(every_partition=True)  # the flushed state changed without new input

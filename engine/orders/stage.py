@@ -53,35 +53,48 @@ class PartitionBooks:
     limits_of: Callable[[str], RiskLimits]
     manual: Mapping[str, tuple[TradingState, str | None]] = field(default_factory=dict)
     table: ChargeTable = NSE_EQUITY
-    sources: dict[int, int] = field(default_factory=dict)  # source partition -> through (ns)
+    sources: dict[int, int] = field(default_factory=dict)  # source partition -> highest through (ns)
+    idle: set[int] = field(default_factory=set)  # sources that said they are caught up and silent
+    expected: int | None = None  # market.ticks partitions: all must report before anything is decided
     watermark: int = -1
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> signal input, not yet decided
     bars: dict[tuple[str, int], MinuteBar] = field(default_factory=dict)  # (symbol, open) -> bar, not yet decided
-    commands: list[dict[str, Any]] = field(default_factory=list)
     decided: dict[str, int] = field(default_factory=dict)  # signal id -> decision time
     desks: dict[str, Desk] = field(default_factory=dict)
     quotes: dict[str, Quote] = field(default_factory=dict)
     counters: StageCounters = field(default_factory=StageCounters)
+    _parsed: dict[str, TradeSignal] = field(default_factory=dict)  # the buffered signals, parsed
+    _touched: dict[str, Desk] = field(default_factory=dict)  # desks changed since the last advance()
 
     # --- input -------------------------------------------------------------------------------
 
     def add(self, value: bytes) -> None:
-        """Take one ``orders.inputs`` message; raise :class:`BadData` for one the engine did not write."""
+        """Take one ``orders.inputs`` message and decide whatever it makes due; raise :class:`BadData` for one
+        the engine did not write. Decisions depend only on the sequence of messages, never on batches."""
         try:
             doc = orjson.loads(value)
             kind = doc["kind"]
             if kind == "signal":
                 self._add_signal(doc)
             elif kind == "clock":
-                self._add_clock({int(k): _ns(v) for k, v in doc["sources"].items()}, doc["bars"])
+                throughs = {int(k): None if v is None else _ns(v) for k, v in doc["sources"].items()}
+                self._add_clock(throughs, doc["bars"], doc.get("partitions"))
             elif kind == "risk":
-                TradingState.parse(doc["state"])
-                str(doc["user_id"])
-                self.commands.append(doc)
+                self._command(doc)
             else:
                 raise BadData("unknown_kind", f"orders.inputs message of kind {kind!r}")
         except (ValueError, KeyError, TypeError, ArithmeticError, ConfigError) as exc:
             raise BadData("unreadable", f"orders.inputs message: {type(exc).__name__}: {exc}") from exc
+        self._decide()
+
+    @staticmethod
+    def user_of(value: bytes) -> str | None:
+        """The user a signal or risk message is for (the caller loads their limits before :meth:`add`)."""
+        try:
+            doc = orjson.loads(value)
+            return str(doc["signal"]["user_id"]) if doc["kind"] == "signal" else str(doc.get("user_id") or "") or None
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def _add_signal(self, doc: dict[str, Any]) -> None:
         sig = trade_signal(doc)  # validates now, not at decision time
@@ -91,8 +104,9 @@ class PartitionBooks:
         if sig.decision_ns <= self.watermark:
             self.counters.late += 1
         self.signals[sig.id] = doc
+        self._parsed[sig.id] = sig
 
-    def _add_clock(self, throughs: dict[int, int], bars: list[dict[str, Any]]) -> None:
+    def _add_clock(self, throughs: dict[int, int | None], bars: list[dict[str, Any]], partitions: Any) -> None:
         for raw in bars:
             bar = minute_bar(raw)
             quote = self.quotes.get(bar.symbol)
@@ -102,42 +116,58 @@ class PartitionBooks:
             if bar.close_ns <= self.watermark:
                 self.counters.late += 1
             self.bars[(bar.symbol, bar.open_ns)] = bar
+        if partitions is not None:
+            self.expected = int(partitions)
         for source, through in throughs.items():
-            self.sources[source] = max(self.sources.get(source, through), through)
+            if through is None:
+                self.idle.add(source)  # caught up and silent: not waited for until it speaks again
+                self.sources.setdefault(source, -1)
+            else:
+                self.idle.discard(source)
+                self.sources[source] = max(self.sources.get(source, through), through)
 
-    def users_without_limits(self, known: Callable[[str], bool]) -> set[str]:
-        """Users of buffered signals and commands whose limits ``known`` does not have yet."""
-        users = {doc["signal"]["user_id"] for doc in self.signals.values()} | {c["user_id"] for c in self.commands}
-        return {u for u in users if u not in self.desks and not known(u)}
+    def _command(self, doc: dict[str, Any]) -> None:
+        state = TradingState.parse(doc["state"])
+        desk = self._desk(str(doc["user_id"]))
+        desk.set_state(state, doc.get("reason"), max(self.watermark, desk.as_of, 0))
+        self._touched[desk.user_id] = desk
+        self.counters.commands += 1
 
     # --- decisions ---------------------------------------------------------------------------
 
-    def advance(self) -> list[Output]:
-        """Apply commands, then decide every buffered input up to the watermark; return what follows."""
-        touched: dict[str, Desk] = {}
-        for cmd in self.commands:
-            desk = self._desk(cmd["user_id"])
-            desk.set_state(TradingState.parse(cmd["state"]), cmd.get("reason"), max(self.watermark, desk.as_of, 0))
-            touched[desk.user_id] = desk
-            self.counters.commands += 1
-        self.commands.clear()
-        if self.sources:
-            self.watermark = max(self.watermark, min(self.sources.values()))
+    @property
+    def clock(self) -> int | None:
+        """Once every expected source has reported: the lowest ``through`` of the sources that are not idle, or,
+        when all are idle (caught up and silent: everything they had is here), the highest of them."""
+        if not self.sources or (self.expected is not None and any(p not in self.sources for p in range(self.expected))):
+            return None
+        active = [t for p, t in self.sources.items() if p not in self.idle]
+        return min(active) if active else max(self.sources.values())
+
+    def _decide(self) -> None:
+        """Move the watermark to :attr:`clock` and decide every buffered input at or before it."""
+        clock = self.clock
+        if clock is not None and clock > self.watermark:
+            self.watermark = clock
         for event in self._due():
             if isinstance(event, MinuteBar):
-                self._on_bar(event, touched)
+                self._on_bar(event, self._touched)
             else:
                 desk = self._desk(event.user_id)
                 desk.on_signal(event)
                 self.decided[event.id] = event.decision_ns
-                touched[desk.user_id] = desk
+                self._touched[desk.user_id] = desk
             self.counters.decisions += 1
         self._forget_old()
+
+    def advance(self) -> list[Output]:
+        """What was decided since the last call: each touched user's orders and notifications, then their book."""
         out: list[Output] = []
-        for desk in touched.values():
+        for desk in self._touched.values():
             out += [(topic, desk.user_id, msg) for topic, msg in desk.out]
             desk.out.clear()
             out.append(("portfolios", desk.user_id, desk.book()))
+        self._touched.clear()
         return out
 
     def _due(self) -> list[MinuteBar | TradeSignal]:
@@ -146,10 +176,9 @@ class PartitionBooks:
         bars = [b for k, b in self.bars.items() if b.close_ns <= w]
         for b in bars:
             del self.bars[(b.symbol, b.open_ns)]
-        sigs = [trade_signal(doc) for doc in self.signals.values()]
-        sigs = [s for s in sigs if s.decision_ns <= w]
+        sigs = [s for s in self._parsed.values() if s.decision_ns <= w]
         for s in sigs:
-            del self.signals[s.id]
+            del self.signals[s.id], self._parsed[s.id]
         events: list[tuple[tuple[Any, ...], MinuteBar | TradeSignal]] = [((b.close_ns, 0, b.symbol), b) for b in bars]
         events += [((s.decision_ns, 1, s.symbol, s.strategy_key, s.timeframe, s.id), s) for s in sigs]
         events.sort(key=lambda e: e[0])
@@ -185,9 +214,10 @@ class PartitionBooks:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "sources": {str(k): v for k, v in self.sources.items()}, "watermark": self.watermark,
+            "sources": {str(k): v for k, v in self.sources.items()}, "idle": sorted(self.idle),
+            "expected": self.expected, "watermark": self.watermark,
             "signals": list(self.signals.values()), "bars": [_bar_json(b) for b in self.bars.values()],
-            "commands": self.commands, "decided": self.decided,
+            "decided": self.decided,
             "desks": [d.to_json() for d in self.desks.values()],
             "quotes": {s: [str(q.price), q.at_ns] for s, q in self.quotes.items()},
         }  # fmt: skip
@@ -195,10 +225,12 @@ class PartitionBooks:
     def restore(self, doc: Mapping[str, Any]) -> None:
         """Load a :meth:`to_json` checkpoint into this (empty) book."""
         self.sources = {int(k): int(v) for k, v in doc["sources"].items()}
+        self.idle = set(doc["idle"])
+        self.expected = doc["expected"]
         self.watermark = int(doc["watermark"])
         self.signals = {s["signal"]["id"]: s for s in doc["signals"]}
+        self._parsed = {k: trade_signal(v) for k, v in self.signals.items()}
         self.bars = {(b.symbol, b.open_ns): b for b in map(minute_bar, doc["bars"])}
-        self.commands = list(doc["commands"])
         self.decided = dict(doc["decided"])
         self.quotes.clear()
         self.quotes.update({s: Quote(Decimal(p), int(t)) for s, (p, t) in doc["quotes"].items()})
@@ -214,9 +246,15 @@ def signal_input(source: int, execution: Execution, signal_message: Mapping[str,
     return {"kind": "signal", "source": source, "execution": execution.to_json(), "signal": signal_message}
 
 
-def clock_input(throughs: Mapping[int, int], bars: list[dict[str, Any]]) -> dict[str, Any]:
-    """A clock: each source's ``through`` (ns), and 1m bars (:func:`clock_bar`) those sources closed."""
-    return {"kind": "clock", "sources": {str(s): t for s, t in throughs.items()}, "bars": bars}
+def clock_input(throughs: Mapping[int, int | None], bars: list[dict[str, Any]],
+                partitions: int | None = None) -> dict[str, Any]:
+    """A clock: each source's ``through`` (ns; None: caught up and silent), the 1m bars (:func:`clock_bar`)
+    those sources closed, and how many sources there are (``partitions``: each must report before any
+    decision; None: the sources heard from so far, as in a backtest)."""
+    doc: dict[str, Any] = {"kind": "clock", "sources": {str(s): t for s, t in throughs.items()}, "bars": bars}
+    if partitions is not None:
+        doc["partitions"] = partitions
+    return doc
 
 
 def clock_bar(symbol: str, open_ns: int, o: float, h: float, low: float, c: float) -> dict[str, Any]:

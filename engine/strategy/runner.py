@@ -219,6 +219,7 @@ class StrategyRunner:
         """Some deployment trades (its row has ``risk_management.execution``)."""
         return any(slot.deployment.execution is not None for slot in self._slots.values())
 
+    @property
     def deployments(self) -> list[Deployment]:
         return [slot.deployment for slot in self._slots.values()]
 

@@ -25,11 +25,9 @@ from sinks.rows import marketdata_record, signal_row
 from engine.pipeline import SignalPipeline
 from engine.strategy.runner import Deployment, StrategyRunner
 from engine.ticks import decode_packets
-from engine.domain import NS_PER_MIN, Timeframe
+from engine.domain import Timeframe
 from engine.orders.paper import PaperRun, paper_orders
 from engine.orders.risk import RiskLimits
-from engine.orders.stage import END_OF_TIME
-from engine.routing import owners
 
 #: created_at of reference signals (not compared: a stamp of the wall clock, never part of an id)
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -143,8 +141,8 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
     """What the pipeline must write for ``path``: the pure core run in file order, ``chunk`` lines per call
     (1: tick by tick; results never depend on the split, tests/engine/test_pipeline.py).
 
-    Its orders are the backtest's (engine.orders.paper), decided up to where the live order stage's
-    watermark ends: the slowest source's clock (docs/orders.md), or everything after a flush.
+    Its orders are the backtest's (engine.orders.paper) on everything emitted: once input ends, every
+    source of the live order stage is flushed or idle, so it decides all of it (docs/orders.md).
     """
     pipeline = SignalPipeline(registry, StrategyRunner(deployments), lateness_s=lateness_s)
     bars, signals, dlq, ticks = set(), set(), [], 0
@@ -156,7 +154,6 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
         dlq += [str(r.reason) for r in decoded.rejects + decoded.rejected_by(status)]
         ticks += int(len(status) - np.count_nonzero(status))
         steps.append(step)
-    through = END_OF_TIME if flush else _slowest_clock(pipeline, registry)
     if flush:
         steps.append(pipeline.flush())
     for step in steps:
@@ -166,17 +163,10 @@ def offline_reference(path: Path, registry: InstrumentRegistry, deployments: lis
             signals.add(normal_signal(signal_row(signal_message(sig, STAMP))))
     emitted = [sig for step in steps for sig in step.signals]
     minutes = [b for step in steps for b in step.bars if b.timeframe is Timeframe.M1]
-    paper = paper_orders(emitted, minutes, cash=PAPER_CASH, limits=limits, through=through) if any(
+    paper = paper_orders(emitted, minutes, cash=PAPER_CASH, limits=limits) if any(
         s.execution for s in emitted) else None
     return Reference(bars, signals, dlq, ticks, paper)
 
-
-def _slowest_clock(pipeline: SignalPipeline, registry: InstrumentRegistry, partitions: int = 8) -> int:
-    """The order stage's final watermark: the lowest clock (to the minute) of the sources that ticked."""
-    owner = owners(registry.symbols, partitions)
-    clocks = [pipeline.closed_through(np.flatnonzero(owner == p)) for p in range(partitions)]
-    clocks = [c - c % NS_PER_MIN for c in clocks if c is not None]
-    return min(clocks) if clocks else -1
 
 
 def normal_bar(rec: tuple) -> tuple:

@@ -81,14 +81,15 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     say = err.print if json_out else out.print
     applied = await prepare(settings, rt.dsn, rt.bootstrap)
     say(f"schema: {len(applied)} migration(s) applied" if applied else "schema: up to date")
-    await seed_demo(rt.dsn, paper_cash=settings.paper_cash)
+    demo = await seed_demo(rt.dsn, paper_cash=settings.paper_cash)
+    names = {str(demo["user_id"]): "demo@sharewise.local"}
     deployments, _ = await active_deployments(rt.dsn)
     say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
     stop = stop_event()
     worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments, track_outputs=until_drained)
     baseline = await _marks(rt.bootstrap, (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS))
     await worker.start()
-    progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say))
+    progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say, names))
     try:
         if until_drained:
             assert replay is not None
@@ -102,7 +103,7 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
         feed_task = asyncio.create_task(feed)
         rt.origin["websocket"] = address
         if progress is None:
-            await _live(settings, rt, worker, stop, feed_task)
+            await _live(settings, rt, worker, stop, feed_task, names)
         else:
             await until_stopped_or_failed(stop, worker)
         feed_task.cancel()
@@ -231,7 +232,7 @@ async def _held(dsn: str, emitted: dict[str, set] | None) -> dict[str, int]:
     return held
 
 
-async def _plain_progress(rt: Runtime, worker: Any, say: Any, interval: float = 10.0) -> None:
+async def _plain_progress(rt: Runtime, worker: Any, say: Any, names: dict[str, str], interval: float = 10.0) -> None:
     """Without a terminal (piped, logged, systemd): one plain progress line every ``interval`` seconds."""
     last = (time.monotonic(), worker.stats.ticks)
     while True:
@@ -240,7 +241,11 @@ async def _plain_progress(rt: Runtime, worker: Any, say: Any, interval: float = 
         rate = (st.ticks - last[1]) / max(now - last[0], 1e-9)
         last = (now, st.ticks)
         say(f"progress: ticks {st.ticks:,} ({rate:,.0f}/s), dlq {sum(st.dlq.values()):,}, bars {st.bars:,},"
-            f" signals {st.signals:,}, lag {await _lag(rt, worker):,}, sink backlog {st.sink_backlog:,}", soft_wrap=True)
+            f" signals {st.signals:,}, orders {st.orders:,}, lag {await _lag(rt, worker):,},"
+            f" sink backlog {st.sink_backlog:,}", soft_wrap=True)
+        for book in _books(worker, names)[:3]:
+            say(f"  paper {book['user']}: {book['state']}, {book['positions']} open position(s), cash ₹{book['cash']},"
+                f" realised ₹{book['realised']}, unrealised ₹{book['unrealised']}", soft_wrap=True)
 
 
 async def _lag(rt: Runtime, worker: Any) -> int:
@@ -248,13 +253,27 @@ async def _lag(rt: Runtime, worker: Any) -> int:
     from streams.admin import high_watermarks
 
     total = 0
-    for topic in (MARKET_TICKS, *OUTPUT_TOPICS):
+    for topic in (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS):
         done = worker.positions.get(topic, {})
         total += sum(max(h - done.get(p, h), 0) for p, h in (await high_watermarks(rt.bootstrap, topic)).items())
     return total
 
 
-async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Event, feed: asyncio.Task) -> None:
+def _books(worker: Any, names: dict[str, str]) -> list[dict[str, Any]]:
+    """The paper books this worker's order stage holds, for the panel: named users first."""
+    desks = [desk for part in worker.order_stage.owned.values() for desk in part.books.desks.values()]
+    rows = []
+    for desk in sorted(desks, key=lambda d: (d.user_id not in names, d.user_id)):
+        book = desk.book()
+        rows.append({"user": names.get(desk.user_id, desk.user_id[:8]), "state": book["trading_state"],
+                     "positions": len(desk.positions), "cash": book["portfolio"]["available_cash"],
+                     "realised": book["portfolio"]["realized_pnl"], "unrealised": book["portfolio"]["unrealized_pnl"],
+                     "total": book["portfolio"]["total_value"]})
+    return rows
+
+
+async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Event, feed: asyncio.Task,
+                names: dict[str, str]) -> None:
     started = time.monotonic()
     last = (started, 0)
     with Live(console=out, refresh_per_second=2) as live:
@@ -262,7 +281,7 @@ async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Even
             now = time.monotonic()
             rate = (worker.stats.ticks - last[1]) / max(now - last[0], 1e-9)
             last = (now, worker.stats.ticks)
-            live.update(await _panel(settings, rt, worker, rate, int(now - started), feed))
+            live.update(await _panel(settings, rt, worker, rate, int(now - started), feed, names))
             try:
                 await asyncio.wait_for(until_stopped_or_failed(stop, worker), timeout=1.0)
             except TimeoutError:
@@ -270,7 +289,8 @@ async def _live(settings: Settings, rt: Runtime, worker: Any, stop: asyncio.Even
     out.print("stopping…" if worker.failure is None else f"[red]worker failed: {worker.failure}[/] — stopping…")
 
 
-async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, uptime: int, feed: asyncio.Task) -> Panel:
+async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, uptime: int, feed: asyncio.Task,
+                 names: dict[str, str]) -> Panel:
     from streams.admin import high_watermarks
 
     st = worker.stats
@@ -281,12 +301,15 @@ async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, upti
     if "websocket" in rt.origin:
         page = rt.origin["websocket"].replace("ws://", "http://")
         svc.add_row("websocket", "feed", f"{rt.origin['websocket']}  (live page {page}/)")
-    flow = Table("ticks/s", "ticks", "DLQ", "bars", "signals", "notifications", "sink backlog", box=None)
+    flow = Table("ticks/s", "ticks", "DLQ", "bars", "signals", "orders", "notifications", "sink backlog", box=None)
     dlq = ", ".join(f"{k} {v}" for k, v in sorted(st.dlq.items())) or "0"
-    flow.add_row(f"{rate:,.0f}", f"{st.ticks:,}", dlq, f"{st.bars:,}", f"{st.signals:,}", f"{st.notifications:,}",
-                 str(st.sink_backlog))
+    flow.add_row(f"{rate:,.0f}", f"{st.ticks:,}", dlq, f"{st.bars:,}", f"{st.signals:,}", f"{st.orders:,}",
+                 f"{st.notifications:,}", str(st.sink_backlog))
+    books = Table("paper trading", "state", "positions", "cash ₹", "realised ₹", "unrealised ₹", "total ₹", box=None)
+    for b in _books(worker, names)[:5]:
+        books.add_row(b["user"], b["state"], str(b["positions"]), b["cash"], b["realised"], b["unrealised"], b["total"])
     lag = Table("topic", "messages", "consumer lag", box=None)
-    for topic in (MARKET_TICKS, *OUTPUT_TOPICS):
+    for topic in (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS):
         marks = await high_watermarks(rt.bootstrap, topic)
         done = worker.positions.get(topic, {})
         lag.add_row(topic, f"{sum(marks.values()):,}", f"{sum(max(h - done.get(p, h), 0) for p, h in marks.items()):,}")
@@ -295,7 +318,7 @@ async def _panel(settings: Settings, rt: Runtime, worker: Any, rate: float, upti
                for topic, (sink, _) in worker.sinks.items() if sink.status.outage_since is not None]
     feed_state = "feed: running" if not feed.done() else f"feed: finished ({feed.exception() or 'ok'})"
     title = f"sharewise up — {uptime}s — {feed_state} — Ctrl-C to stop"
-    return Panel(Group(svc, flow, lag, *outages), title=title, border_style="red" if outages else "green")
+    return Panel(Group(svc, flow, books, lag, *outages), title=title, border_style="red" if outages else "green")
 
 
 def register(app: typer.Typer) -> None:

@@ -219,6 +219,7 @@ class Desk:
     def on_signal(self, sig: TradeSignal) -> None:
         """Apply the position rules to a signal of a trading row (docs/orders.md, "Rules")."""
         self.enter(sig.decision_ns)
+        self._check_daily_loss(sig.decision_ns)  # a loss reached since the last check halts before this entry
         pos = self.positions.get((sig.strategy_key, sig.symbol))
         side = "BUY" if sig.bullish else "SELL"
         if pos is None:

@@ -129,7 +129,10 @@ class PartitionBooks:
     def _command(self, doc: dict[str, Any]) -> None:
         state = TradingState.parse(doc["state"])
         desk = self._desk(str(doc["user_id"]))
-        desk.set_state(state, doc.get("reason"), max(self.watermark, desk.as_of, 0))
+        at = max(self.watermark, desk.as_of)
+        if at <= 0:  # no market time yet: the command's own time
+            at = datetime_to_ns(datetime.fromisoformat(doc["at"]))
+        desk.set_state(state, doc.get("reason"), at)
         self._touched[desk.user_id] = desk
         self.counters.commands += 1
 

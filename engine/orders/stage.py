@@ -65,6 +65,7 @@ class PartitionBooks:
     counters: StageCounters = field(default_factory=StageCounters)
     _parsed: dict[str, TradeSignal] = field(default_factory=dict)  # the buffered signals, parsed
     _touched: dict[str, Desk] = field(default_factory=dict)  # desks changed since the last advance()
+    _late: bool = False  # an input at or before the watermark waits to be decided
 
     # --- input -------------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class PartitionBooks:
             return
         if sig.decision_ns <= self.watermark:
             self.counters.late += 1
+            self._late = True
         self.signals[sig.id] = doc
         self._parsed[sig.id] = sig
 
@@ -115,6 +117,7 @@ class PartitionBooks:
                 continue
             if bar.close_ns <= self.watermark:
                 self.counters.late += 1
+                self._late = True
             self.bars[(bar.symbol, bar.open_ns)] = bar
         if partitions is not None:
             self.expected = int(partitions)
@@ -152,6 +155,9 @@ class PartitionBooks:
         clock = self.clock
         if clock is not None and clock > self.watermark:
             self.watermark = clock
+        elif not self._late:
+            return  # nothing new is due
+        self._late = False
         for event in self._due():
             if isinstance(event, MinuteBar):
                 self._on_bar(event, self._touched)

@@ -16,6 +16,7 @@ import pytest
 
 from db.seed_demo import seed_demo
 from tests.streams.support import (
+    assert_books_equal, database_books,
     SYMBOLS_20, database_rows, engine_env, make_minute_history, make_session_file, reference_of, up_until_drained,
 )
 
@@ -37,10 +38,13 @@ def test_a_backfill_in_one_go_equals_the_reference_and_the_summary_equals_the_da
     summary = up_until_drained(engine_env(tmp_path / "home", broker.bootstrap, pg_dsn), path, timeout=600)
 
     bars, signals, notifications = asyncio.run(database_rows(pg_dsn))
-    assert summary == {"ticks": lines, "dlq": 0, "bars": len(bars), "signals": len(signals)}
+    orders = asyncio.run(database_books(pg_dsn))[0]
+    assert summary == {"ticks": lines, "dlq": 0, "bars": len(bars), "signals": len(signals), "orders": len(orders)}
     ref = reference_of(path, pg_dsn, flush=True, chunk=500)
     assert {b[8] for b in bars} == TIMEFRAMES
     assert Counter(b[8] for b in bars) == Counter(b[8] for b in ref.bars)
     assert set(bars) == ref.bars and len(bars) == len(ref.bars)
     assert set(signals) == ref.signals and len(signals) == len(ref.signals) > 0
     assert notifications == len(signals)
+    # the demo's trading row over several sessions: squared off each day, books equal to the backtest's
+    assert_books_equal(pg_dsn, ref)

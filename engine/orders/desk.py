@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -105,7 +106,7 @@ class Order:
             "event_id": str(order_event_id(ident, self.status)), "id": self.id, "tag": order_tag(ident),
             "user_id": self.user_id, "signal_id": self.signal_id, "executes_signal": self.executes_signal,
             "strategy_id": self.strategy_id, "strategy_name": self.strategy_name,
-            "broker_account_id": str(paper_account_id(self.user_id)), "broker_order_id": f"paper-{order_tag(ident)}",
+            "broker_account_id": _account(self.user_id), "broker_order_id": f"paper-{order_tag(ident)}",
             "symbol": self.symbol, "product": self.product, "order_type": self.order_type,
             "transaction_type": self.side, "quantity": self.quantity, "price": money(self.price),
             "trigger_price": money(self.trigger_price), "status": self.status, "filled_quantity": self.filled_quantity,
@@ -482,12 +483,19 @@ def time_of_day(ns: int) -> int:
     return (ns + IST_OFFSET_NS) % DAY_NS
 
 
+@lru_cache(maxsize=8192)
 def iso(ns: int | None) -> str | None:
+    """Market time as ISO 8601 in IST (cached: decisions cluster on minute boundaries)."""
     return None if ns is None else ns_to_datetime(ns, IST).isoformat()
 
 
 def money(value: Decimal | None) -> str | None:
     return None if value is None else str(value.quantize(PAISA, ROUND_HALF_UP))
+
+
+@lru_cache(maxsize=65536)
+def _account(user_id: str) -> str:
+    return str(paper_account_id(user_id))
 
 
 def _note_id(key: str) -> uuid.UUID:

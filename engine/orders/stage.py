@@ -15,13 +15,14 @@ latest close, are dropped (and counted). An input older than the watermark that 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 import orjson
 
-from engine.domain import DAY_NS, Timeframe, bar_span, datetime_to_ns
+from engine.domain import DAY_NS, NS_PER_MIN, Timeframe, bar_span, datetime_to_ns
 from engine.errors import BadData, ConfigError
 from engine.orders.charges import NSE_EQUITY, ChargeTable
 from engine.orders.desk import Desk, MinuteBar, Quote, TradeSignal, iso
@@ -58,7 +59,7 @@ class PartitionBooks:
     expected: int | None = None  # market.ticks partitions: all must report before anything is decided
     watermark: int = -1
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> signal input, not yet decided
-    bars: dict[tuple[str, int], MinuteBar] = field(default_factory=dict)  # (symbol, open) -> bar, not yet decided
+    bars: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (symbol, open) -> raw bar, undecided
     decided: dict[str, int] = field(default_factory=dict)  # signal id -> decision time
     desks: dict[str, Desk] = field(default_factory=dict)
     quotes: dict[str, Quote] = field(default_factory=dict)
@@ -66,6 +67,9 @@ class PartitionBooks:
     _parsed: dict[str, TradeSignal] = field(default_factory=dict)  # the buffered signals, parsed
     _touched: dict[str, Desk] = field(default_factory=dict)  # desks changed since the last advance()
     _late: bool = False  # an input at or before the watermark waits to be decided
+    _held_by: dict[str, set[str]] = field(default_factory=dict)  # symbol -> users holding it
+    _holds: dict[str, set[str]] = field(default_factory=dict)  # user -> symbols held
+    _forgot_day: int = -1
 
     # --- input -------------------------------------------------------------------------------
 
@@ -110,15 +114,17 @@ class PartitionBooks:
 
     def _add_clock(self, throughs: dict[int, int | None], bars: list[dict[str, Any]], partitions: Any) -> None:
         for raw in bars:
-            bar = minute_bar(raw)
-            quote = self.quotes.get(bar.symbol)
-            if (quote is not None and bar.close_ns <= quote.at_ns) or (bar.symbol, bar.open_ns) in self.bars:
+            minute_bar(raw)  # a bar that cannot be read is bad data now, not a failure at decision time
+            key = (str(raw["symbol"]), _open_ns(raw["time"]))
+            close_ns = key[1] + NS_PER_MIN
+            quote = self.quotes.get(key[0])
+            if (quote is not None and close_ns <= quote.at_ns) or key in self.bars:
                 self.counters.repeats += 1
                 continue
-            if bar.close_ns <= self.watermark:
+            if close_ns <= self.watermark:
                 self.counters.late += 1
                 self._late = True
-            self.bars[(bar.symbol, bar.open_ns)] = bar
+            self.bars[key] = raw
         if partitions is not None:
             self.expected = int(partitions)
         for source, through in throughs.items():
@@ -137,6 +143,7 @@ class PartitionBooks:
             at = datetime_to_ns(datetime.fromisoformat(doc["at"]))
         desk.set_state(state, doc.get("reason"), at)
         self._touched[desk.user_id] = desk
+        self._reindex(desk)
         self.counters.commands += 1
 
     # --- decisions ---------------------------------------------------------------------------
@@ -159,13 +166,14 @@ class PartitionBooks:
             return  # nothing new is due
         self._late = False
         for event in self._due():
-            if isinstance(event, MinuteBar):
-                self._on_bar(event, self._touched)
-            else:
+            if isinstance(event, TradeSignal):
                 desk = self._desk(event.user_id)
                 desk.on_signal(event)
                 self.decided[event.id] = event.decision_ns
                 self._touched[desk.user_id] = desk
+                self._reindex(desk)
+            else:
+                self._on_bar(*event)
             self.counters.decisions += 1
         self._forget_old()
 
@@ -179,30 +187,46 @@ class PartitionBooks:
         self._touched.clear()
         return out
 
-    def _due(self) -> list[MinuteBar | TradeSignal]:
+    def _due(self) -> list[tuple[tuple[str, int], dict[str, Any]] | TradeSignal]:
         """The buffered inputs at or before the watermark, removed from the buffer, in decision order."""
         w = self.watermark
-        bars = [b for k, b in self.bars.items() if b.close_ns <= w]
-        for b in bars:
-            del self.bars[(b.symbol, b.open_ns)]
+        bars = [(key, raw) for key, raw in self.bars.items() if key[1] + NS_PER_MIN <= w]
+        for key, _ in bars:
+            del self.bars[key]
         sigs = [s for s in self._parsed.values() if s.decision_ns <= w]
         for s in sigs:
             del self.signals[s.id], self._parsed[s.id]
-        events: list[tuple[tuple[Any, ...], MinuteBar | TradeSignal]] = [((b.close_ns, 0, b.symbol), b) for b in bars]
+        events: list[tuple[tuple[Any, ...], Any]] = [((k[1] + NS_PER_MIN, 0, k[0]), (k, raw)) for k, raw in bars]
         events += [((s.decision_ns, 1, s.symbol, s.strategy_key, s.timeframe, s.id), s) for s in sigs]
         events.sort(key=lambda e: e[0])
         return [e for _, e in events]
 
-    def _on_bar(self, bar: MinuteBar, touched: dict[str, Desk]) -> None:
-        holders = [d for d in self.desks.values() if any(p.symbol == bar.symbol for p in d.positions.values())]
+    def _on_bar(self, key: tuple[str, int], raw: dict[str, Any]) -> None:
+        """A 1m bar: the desks holding its symbol enter its time, the quote moves, then they apply it."""
+        symbol, close_ns = key[0], key[1] + NS_PER_MIN
+        holders = [self.desks[u] for u in sorted(self._held_by.get(symbol, ()))]
         for desk in holders:
-            desk.enter(bar.close_ns)
-        quote = self.quotes.get(bar.symbol)
-        if quote is None or bar.close_ns > quote.at_ns:
-            self.quotes[bar.symbol] = Quote(bar.close, bar.close_ns)
+            desk.enter(close_ns)
+        quote = self.quotes.get(symbol)
+        if quote is None or close_ns > quote.at_ns:
+            self.quotes[symbol] = Quote(Decimal(raw["close"]), close_ns)
+        if not holders:
+            return
+        bar = minute_bar(raw)
         for desk in holders:
             desk.on_bar(bar)
-            touched[desk.user_id] = desk
+            self._touched[desk.user_id] = desk
+            self._reindex(desk)
+
+    def _reindex(self, desk: Desk) -> None:
+        """Keep :attr:`_held_by` (symbol -> users with an open position in it) true for ``desk``."""
+        now = {p.symbol for p in desk.positions.values()}
+        before = self._holds.get(desk.user_id, set())
+        for symbol in before - now:
+            self._held_by[symbol].discard(desk.user_id)
+        for symbol in now - before:
+            self._held_by.setdefault(symbol, set()).add(desk.user_id)
+        self._holds[desk.user_id] = now
 
     def _desk(self, user_id: str) -> Desk:
         desk = self.desks.get(user_id)
@@ -214,8 +238,10 @@ class PartitionBooks:
         return desk
 
     def _forget_old(self) -> None:
-        if self.watermark <= 0 or len(self.decided) < 10_000:
+        """Once a day of market time, forget the ids of signals decided two days ago."""
+        if self.watermark <= 0 or self.watermark // DAY_NS == self._forgot_day:
             return
+        self._forgot_day = self.watermark // DAY_NS
         horizon = self.watermark - _REMEMBER_NS
         self.decided = {k: t for k, t in self.decided.items() if t >= horizon}
 
@@ -225,7 +251,7 @@ class PartitionBooks:
         return {
             "sources": {str(k): v for k, v in self.sources.items()}, "idle": sorted(self.idle),
             "expected": self.expected, "watermark": self.watermark,
-            "signals": list(self.signals.values()), "bars": [_bar_json(b) for b in self.bars.values()],
+            "signals": list(self.signals.values()), "bars": list(self.bars.values()),
             "decided": self.decided,
             "desks": [d.to_json() for d in self.desks.values()],
             "quotes": {s: [str(q.price), q.at_ns] for s, q in self.quotes.items()},
@@ -239,13 +265,14 @@ class PartitionBooks:
         self.watermark = int(doc["watermark"])
         self.signals = {s["signal"]["id"]: s for s in doc["signals"]}
         self._parsed = {k: trade_signal(v) for k, v in self.signals.items()}
-        self.bars = {(b.symbol, b.open_ns): b for b in map(minute_bar, doc["bars"])}
+        self.bars = {(str(b["symbol"]), _open_ns(b["time"])): b for b in doc["bars"]}
         self.decided = dict(doc["decided"])
         self.quotes.clear()
         self.quotes.update({s: Quote(Decimal(p), int(t)) for s, (p, t) in doc["quotes"].items()})
         self.desks = {}
         for d in doc["desks"]:
-            self.desks[d["user_id"]] = Desk.from_json(d, self.limits_of(d["user_id"]), self.quotes, self.table)
+            desk = self.desks[d["user_id"]] = Desk.from_json(d, self.limits_of(d["user_id"]), self.quotes, self.table)
+            self._reindex(desk)
 
 
 # --- the orders.inputs messages (docs/orders.md) ---------------------------------------------
@@ -275,7 +302,7 @@ def clock_bar(symbol: str, open_ns: int, o: float, h: float, low: float, c: floa
 def trade_signal(doc: Mapping[str, Any]) -> TradeSignal:
     """The :class:`TradeSignal` of a ``signal`` input; raises KeyError/ValueError/TypeError for a bad one."""
     msg = doc["signal"]
-    timeframe = Timeframe.parse(msg["timeframe"])
+    timeframe = _timeframe(msg["timeframe"])
     bar_ns = datetime_to_ns(datetime.fromisoformat(msg["bar_time"]))
     return TradeSignal(
         id=str(msg["id"]), user_id=str(msg["user_id"]), strategy_id=msg.get("created_by_strategy_id"),
@@ -287,13 +314,19 @@ def trade_signal(doc: Mapping[str, Any]) -> TradeSignal:
 
 
 def minute_bar(doc: Mapping[str, Any]) -> MinuteBar:
-    return MinuteBar(str(doc["symbol"]), datetime_to_ns(datetime.fromisoformat(doc["time"])), Decimal(doc["open"]),
-                     Decimal(doc["high"]), Decimal(doc["low"]), Decimal(doc["close"]))
+    return MinuteBar(str(doc["symbol"]), _open_ns(doc["time"]), Decimal(doc["open"]), Decimal(doc["high"]),
+                     Decimal(doc["low"]), Decimal(doc["close"]))
 
 
-def _bar_json(b: MinuteBar) -> dict[str, Any]:
-    return {"symbol": b.symbol, "time": iso(b.open_ns), "open": str(b.open), "high": str(b.high), "low": str(b.low),
-            "close": str(b.close)}
+@lru_cache(maxsize=4096)
+def _open_ns(text: str) -> int:
+    """A bar time (ISO 8601 with offset) in ns; cached: every symbol's bar of a minute has the same time."""
+    return datetime_to_ns(datetime.fromisoformat(text))
+
+
+@lru_cache(maxsize=64)
+def _timeframe(label: str) -> Timeframe:
+    return Timeframe.parse(label)
 
 
 def _ns(value: Any) -> int:

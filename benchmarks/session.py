@@ -41,7 +41,7 @@ from engine.strategy.runner import Deployment
 from tests.streams.support import database_rows, offline_reference
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY_KEYS = {"ticks", "dlq", "bars", "signals"}
+SUMMARY_KEYS = {"ticks", "dlq", "bars", "signals", "orders"}
 
 
 def session_instruments(registry: InstrumentRegistry, n: int) -> list[Instrument]:

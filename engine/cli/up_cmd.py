@@ -2,9 +2,10 @@
 
 ``--replay FILE --until-drained --json`` replays a tick file instead of the synthetic feed,
 waits until every tick is processed and every sink has committed, prints one JSON object
-``{"ticks": N, "dlq": N, "bars": N, "signals": N}`` (counts of this run) and exits 0.
-It exits 0 only when PostgreSQL holds every bar, signal and notification this run emitted; the
-summary's ``bars`` and ``signals`` are what PostgreSQL holds of them. Otherwise it exits 3 naming
+``{"ticks": N, "dlq": N, "bars": N, "signals": N, "orders": N}`` (counts of this run) and exits 0.
+It exits 0 only when PostgreSQL holds every bar, signal, order and notification this run emitted
+(the order stage having decided everything: every source is flushed to the end of time); the
+summary's ``bars``, ``signals`` and ``orders`` are what PostgreSQL holds of them. Otherwise it exits 3 naming
 the topic and the shortfall (or, when the worker fails, with the worker's error). Without a
 terminal (piped, logged, systemd), ``up`` prints a plain progress line every 10 s instead of the
 live panel. ``--until-drained`` assumes this process's worker is the only member of its consumer group.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 
 class SinkHealth(Protocol):
@@ -89,6 +89,7 @@ class BrokerOrder:
     updated_at: datetime | None = None
 
 
+@runtime_checkable
 class BrokerAdapter(Protocol):
     """A broker's order API. Every call either returns the broker's answer or raises: a timeout leaves the
     outcome unknown, so the caller reconciles with :meth:`orders_by_tag` before sending again."""

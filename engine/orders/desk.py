@@ -20,6 +20,8 @@ from typing import Any
 from engine.domain import DAY_NS, IST, IST_OFFSET_NS, NS_PER_MIN, NS_PER_S, ns_to_datetime
 from engine.orders.charges import NSE_EQUITY, ChargeTable, charges
 from engine.orders.execution import Execution, Product
+from engine.orders.paper_broker import PaperBroker
+from engine.ports import OrderRequest
 from engine.orders.ids import book_event_id, order_event_id, order_id, order_tag, paper_account_id, paper_portfolio_id
 from engine.orders.risk import ENTRIES_PER_SECOND, MIS_MARGIN, Rejection, RiskLimits, TradingState
 from engine.outputs import NOTIFICATION_NAMESPACE, notification
@@ -99,6 +101,15 @@ class Order:
     taxes: Decimal = _ZERO
     signal: dict[str, Any] | None = None
 
+    @property
+    def broker_order_id(self) -> str:
+        return f"paper-{order_tag(uuid.UUID(self.id))}"
+
+    def request(self) -> OrderRequest:
+        """This order as the broker port takes it (engine.ports)."""
+        return OrderRequest(order_tag(uuid.UUID(self.id)), self.symbol, self.side, self.quantity, self.order_type,
+                            self.product, self.price, self.trigger_price)
+
     def message(self, updated_ns: int) -> dict[str, Any]:
         """This order's ``orders`` message as of a change at ``updated_ns`` (docs/orders.md)."""
         ident = uuid.UUID(self.id)
@@ -106,7 +117,7 @@ class Order:
             "event_id": str(order_event_id(ident, self.status)), "id": self.id, "tag": order_tag(ident),
             "user_id": self.user_id, "signal_id": self.signal_id, "executes_signal": self.executes_signal,
             "strategy_id": self.strategy_id, "strategy_name": self.strategy_name,
-            "broker_account_id": _account(self.user_id), "broker_order_id": f"paper-{order_tag(ident)}",
+            "broker_account_id": _account(self.user_id), "broker_order_id": self.broker_order_id,
             "symbol": self.symbol, "product": self.product, "order_type": self.order_type,
             "transaction_type": self.side, "quantity": self.quantity, "price": money(self.price),
             "trigger_price": money(self.trigger_price), "status": self.status, "filled_quantity": self.filled_quantity,
@@ -193,6 +204,7 @@ class Desk:
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (strategy key, symbol)
     entries: deque[int] = field(default_factory=deque)  # decision times of recent entries (rate limit)
     out: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (topic, message), taken by the stage
+    broker: PaperBroker = field(default_factory=PaperBroker)  # the account's orders as the broker lists them
     as_of: int = 0  # market time of the latest event applied
 
     # --- state -----------------------------------------------------------------------------
@@ -253,6 +265,7 @@ class Desk:
             stamp = pos.day * DAY_NS + SQUARE_OFF_NS - IST_OFFSET_NS
             self._close(pos, stamp, self._quote(pos), stamp, "squareoff")
         self.day, self.day_realised = day, _ZERO
+        self.broker.new_day()
 
     # --- entries and the gate --------------------------------------------------------------
 
@@ -311,6 +324,7 @@ class Desk:
                       pos.quantity, pos.opened_ns, sig.id, False, pos.strategy_id, pos.strategy_name, price=price,
                       trigger_price=trigger)
         self._emit(order, pos.opened_ns)
+        self.broker.rest(order.request(), ns_to_datetime(pos.opened_ns, IST))
         self._move(order, "OPEN", pos.opened_ns)
         return order
 
@@ -330,6 +344,7 @@ class Desk:
             order = resting
         for other in (pos.target, pos.stop):
             if other is not None and other is not resting and other.status == "OPEN":
+                self.broker.cancel_now(other.broker_order_id, ns_to_datetime(fill_ns, IST))
                 self._move(other, "CANCELLED", fill_ns)
         cost = charges(pos.product, side, price, pos.quantity, self.table)
         self._fill(order, price, fill_ns, cost.fees, cost.taxes)
@@ -363,7 +378,8 @@ class Desk:
     # --- fills, cash and messages ------------------------------------------------------------
 
     def _fill(self, order: Order, price: Decimal, at_ns: int, fees: Decimal, taxes: Decimal) -> None:
-        order.filled_quantity, order.average_price, order.exchange_ns = order.quantity, price, at_ns
+        done = self.broker.fill(order.request(), price, ns_to_datetime(at_ns, IST))
+        order.filled_quantity, order.average_price, order.exchange_ns = done.filled_quantity, done.average_price, at_ns
         order.fees, order.taxes = fees, taxes
         value = price * order.quantity
         self.cash += -(value + fees + taxes) if order.side == "BUY" else value - fees - taxes
@@ -448,6 +464,9 @@ class Desk:
         for p in doc["positions"]:
             pos = Position.from_json(p)
             desk.positions[(pos.strategy_key, pos.symbol)] = pos
+            for resting in (pos.target, pos.stop):
+                if resting is not None and resting.status == "OPEN":  # the broker's book lists it again
+                    desk.broker.rest(resting.request(), ns_to_datetime(pos.opened_ns, IST))
         return desk
 
 

@@ -53,7 +53,6 @@ class OrderStage:
         self.owned: dict[int, StagePartition] = {}
         self.limits: dict[str, RiskLimits] = {}
         self.manual: dict[str, tuple[TradingState, str | None]] = {}
-        self._loaded = False
 
     # --- the agent's batch -------------------------------------------------------------------
 
@@ -64,6 +63,7 @@ class OrderStage:
         for event in events:
             msg = event.message
             part = self.owned.get(msg.partition) or await self._assume(msg.partition)
+            touched[msg.partition] = part  # a take-over may have decided something (a state set meanwhile)
             if msg.offset < part.next_offset:
                 event.ack()  # inside the restored state already
                 continue
@@ -107,10 +107,10 @@ class OrderStage:
             self.limits[user] = RiskLimits(Decimal(loss), int(positions))
 
     async def _load_states(self) -> None:
-        if not self._loaded:
-            states = await self._db(manual_states)
-            self.manual.update({u: (TradingState.parse(s), r) for u, (s, r) in states.items()})
-            self._loaded = True
+        """The hand-set trading states as PostgreSQL has them now (read at every take-over)."""
+        states = await self._db(manual_states)
+        self.manual.clear()
+        self.manual.update({u: (TradingState.parse(s), r) for u, (s, r) in states.items()})
 
     async def _db(self, query: Any) -> Any:
         """Run ``query(conn)``, retrying through a database outage (nothing can be decided without it)."""
@@ -144,6 +144,7 @@ class OrderStage:
                 doc = orjson.loads(ckpt.state)
                 await self._fetch_limits({d["user_id"] for d in doc["desks"]})
                 books.restore(doc)
+                books.apply_manual(self.manual)  # a state set while no stage was running counts
             except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
                 raise Inconsistency(f"the order stage's checkpoint of {INPUTS} partition {partition} cannot be read"
                                     f" ({type(exc).__name__}: {exc}): refusing to trade on a lost book") from exc

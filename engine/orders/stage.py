@@ -133,13 +133,23 @@ class PartitionBooks:
                 self.sources.setdefault(source, -1)
             else:
                 self.idle.discard(source)
-                self.sources[source] = max(self.sources.get(source, through), through)
+                before = self.sources.get(source)
+                # clocks only move forward, except after an end of input: new input means the source resumed
+                self.sources[source] = through if before is None or before >= END_OF_TIME else max(before, through)
+
+    def apply_manual(self, states: Mapping[str, tuple[TradingState, str | None]]) -> None:
+        """Bring the desks to the hand-set states saved in PostgreSQL (``sharewise risk`` run while no stage was
+        reading): a desk whose state differs changes now, at the watermark, as if the command had just come."""
+        for user, (state, reason) in sorted(states.items()):
+            desk = self.desks.get(user)
+            if desk is not None and (desk.manual, desk.manual_reason) != (state, reason):
+                self._command({"user_id": user, "state": str(state), "reason": reason, "at": None})
 
     def _command(self, doc: dict[str, Any]) -> None:
         state = TradingState.parse(doc["state"])
         desk = self._desk(str(doc["user_id"]))
         at = max(self.watermark, desk.as_of)
-        if at <= 0:  # no market time yet: the command's own time
+        if at <= 0 and doc.get("at"):  # no market time yet: the command's own time
             at = datetime_to_ns(datetime.fromisoformat(doc["at"]))
         desk.set_state(state, doc.get("reason"), at)
         self._touched[desk.user_id] = desk
@@ -158,14 +168,26 @@ class PartitionBooks:
         return min(active) if active else max(self.sources.values())
 
     def _decide(self) -> None:
-        """Move the watermark to :attr:`clock` and decide every buffered input at or before it."""
+        """Move the watermark to :attr:`clock` and decide every buffered input at or before it.
+
+        At the end of input (every source at :data:`END_OF_TIME`) everything buffered is decided and the
+        watermark stops at the last decided input's time: market time, never the end of time, so the next
+        run's inputs are neither late nor stamped in a far future.
+        """
         clock = self.clock
-        if clock is not None and clock > self.watermark:
+        if clock is not None and clock >= END_OF_TIME:
+            due = self._due(END_OF_TIME)
+            if due:
+                self.watermark = max(self.watermark, max(_time_of(e) for e in due))
+        elif clock is not None and clock > self.watermark:
             self.watermark = clock
-        elif not self._late:
+            due = self._due(clock)
+        elif self._late:
+            due = self._due(self.watermark)
+        else:
             return  # nothing new is due
         self._late = False
-        for event in self._due():
+        for event in due:
             if isinstance(event, TradeSignal):
                 desk = self._desk(event.user_id)
                 desk.on_signal(event)
@@ -187,9 +209,8 @@ class PartitionBooks:
         self._touched.clear()
         return out
 
-    def _due(self) -> list[tuple[tuple[str, int], dict[str, Any]] | TradeSignal]:
-        """The buffered inputs at or before the watermark, removed from the buffer, in decision order."""
-        w = self.watermark
+    def _due(self, w: int) -> list[tuple[tuple[str, int], dict[str, Any]] | TradeSignal]:
+        """The buffered inputs at or before ``w``, removed from the buffer, in decision order."""
         bars = [(key, raw) for key, raw in self.bars.items() if key[1] + NS_PER_MIN <= w]
         for key, _ in bars:
             del self.bars[key]
@@ -276,6 +297,10 @@ class PartitionBooks:
 
 
 # --- the orders.inputs messages (docs/orders.md) ---------------------------------------------
+
+
+def _time_of(event: Any) -> int:
+    return event.decision_ns if isinstance(event, TradeSignal) else event[0][1] + NS_PER_MIN
 
 
 def signal_input(source: int, execution: Execution, signal_message: Mapping[str, Any]) -> dict[str, Any]:

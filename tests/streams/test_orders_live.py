@@ -26,7 +26,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer
 
 from db.seed_demo import DEMO_EMAIL, seed_demo
@@ -711,20 +710,6 @@ def _note_id(order: str, status: str) -> uuid.UUID:
 # --- 3. a halt saved while the engine is down ------------------------------------------------------
 
 
-#: known engine bugs: each test below fails its last assertion with ``pytest.xfail`` naming the bug (so a broken set-up
-#: still fails loudly), and passes once the bug is fixed; then delete the ``xfail`` branch
-HALT_NOT_LOADED = (
-    "engine bug: a desk restored from the order stage's checkpoint keeps the checkpoint's hand-set state; the state"
-    " saved in engine.trading_state while the engine was down is applied only to desks created afresh"
-    " (engine/orders/stage.py PartitionBooks.restore -> Desk.from_json; PartitionBooks._desk is the only reader of"
-    " `manual`)")
-WATERMARK_STUCK = (
-    "engine bug: `up --until-drained` flushes every source to END_OF_TIME and the order stage checkpoints that"
-    " watermark; PartitionBooks._add_clock only ever raises a source's through (max), and a checkpoint of another"
-    " log keeps its books (streams/orders.py OrderStage._assume), so every later input is 'late' and decided on"
-    " arrival instead of in market time (engine/orders/stage.py)")
-
-
 def test_a_halt_saved_while_the_engine_is_down_is_loaded_when_it_starts(tmp_path, kafka_broker_factory, pg_dsn):
     """``sharewise risk halt`` with no broker to tell saves the state and promises "the engine will load this
     state when it starts" (README, docs/orders.md: "A hand-set state is kept in engine.trading_state and loaded
@@ -784,10 +769,9 @@ def test_a_halt_saved_while_the_engine_is_down_is_loaded_when_it_starts(tmp_path
         filled = {o: e for o, e in entries.items() if e[1:] != ("REJECTED", "halted")}
         (state,) = asyncio.run(_fetch(dsn, "SELECT state, effective_state, effective_reason FROM engine.trading_state"
                                            " WHERE user_id = $1", uuid.UUID(demo)))
-        if filled or (state["effective_state"], state["effective_reason"]) != ("HALTED", "while down"):
-            pytest.xfail(f"{HALT_NOT_LOADED}. After a restart with HALTED saved by hand, {len(filled)} of"
-                         f" {len(entries)} entries of part B were not REJECTED (halted): {sorted(filled.values())};"
-                         f" engine.trading_state says {dict(state)}")
+        assert not filled, (f"after a restart with HALTED saved by hand, {len(filled)} of {len(entries)} entries of"
+                            f" part B were not REJECTED (halted): {sorted(filled.values())}")
+        assert (state["effective_state"], state["effective_reason"]) == ("HALTED", "while down"), dict(state)
     finally:
         worker.stop()
 
@@ -820,10 +804,9 @@ def test_a_second_up_after_until_drained_trades_like_the_backtest_of_both_files(
     got = asyncio.run(database_books(pg_dsn))
     assert want[0], "the backtest trades nothing: the test would prove nothing"
     missing, extra = set(want[0]) - set(got[0]), set(got[0]) - set(want[0])
-    if missing or extra or got != want:
-        pytest.xfail(f"{WATERMARK_STUCK}. After the second up: {len(missing)} orders of the backtest missing"
-                     f" ({_kinds(missing)}), {len(extra)} extra ({_kinds(extra)}); book {got[1]} vs the backtest's"
-                     f" {want[1]}")
+    assert not missing and not extra and got == want, (
+        f"after the second up: {len(missing)} orders of the backtest missing ({_kinds(missing)}), {len(extra)} extra"
+        f" ({_kinds(extra)}); book {got[1]} vs the backtest's {want[1]}")
 
 
 def _kinds(orders: set[tuple]) -> dict:

@@ -39,12 +39,15 @@ class HotPath:
         self.positions, self.owned, self.assume = positions, owned, assume
         self.owner = np.empty(0, np.int64)  # partition of each instrument; set once the topic's count is known
         self.heard: dict[int, float] = {}  # partition -> when a message of it last arrived (monotonic)
+        self.first_data: float | None = None  # when the first message of any partition arrived
 
     async def process(self, events: Sequence[Any]) -> None:
         """Apply a batch; positions move only once its outputs are in the producer."""
         taken: list[Taken] = []
         self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades  # before any signal is sent
         now = time.monotonic()
+        if self.first_data is None and events:
+            self.first_data = now
         for event in events:
             msg = event.message
             self.heard[msg.partition] = now

@@ -42,6 +42,7 @@ class StagePartition:
     books: PartitionBooks
     next_offset: int
     pending: list[Any] = field(default_factory=list)
+    late_logged: int = 0
 
 
 class OrderStage:
@@ -76,8 +77,13 @@ class OrderStage:
                 self.worker.stats.sink_errors[f"unreadable:{INPUTS}"] += 1
                 log.error("unreadable message on %s partition %d offset %d skipped: %s", INPUTS, msg.partition,
                           msg.offset, exc)
-        for part in touched.values():
+        for p, part in touched.items():
             await self._send(part.books.advance())
+            if part.books.counters.late > part.late_logged:
+                log.warning("%s partition %d: %d input(s) older than the watermark, decided on arrival (a source"
+                            " idle for %ss spoke again; docs/orders.md)", INPUTS, p,
+                            part.books.counters.late - part.late_logged, 2)
+                part.late_logged = part.books.counters.late
         for event in events:
             done = self.worker.positions[INPUTS]
             done[event.message.partition] = max(done.get(event.message.partition, 0), event.message.offset + 1)

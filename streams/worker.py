@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import faust
 import numpy as np
-from aiokafka import TopicPartition
+from faust.types import TP
 
 from engine.instruments import InstrumentRegistry
 from engine.pipeline import SignalPipeline
@@ -43,8 +43,10 @@ log = logging.getLogger("sharewise.worker")
 
 TICKS = topics.MARKET_TICKS
 STOP_STEP_S = 10.0  # longest wait for each step of a shutdown
-#: a ticks partition caught up and silent this long is reported idle to the order stage (docs/orders.md)
+#: a ticks partition caught up and silent this long is reported idle to the order stage (docs/orders.md),
+#: counted from the first data this worker saw, or from IDLE_AFTER_START_S after its start if none came
 IDLE_S = 2.0
+IDLE_AFTER_START_S = 10.0
 
 
 class EngineWorker:
@@ -66,6 +68,7 @@ class EngineWorker:
         self.cluster_id = ""
         self._owned: dict[int, PartitionState] = {}
         self._last_checkpoint = time.monotonic()
+        self._started = time.monotonic()
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
         self.metrics_port: int | None = None  # of /metrics, when SHAREWISE_METRICS_PORT is set
@@ -117,6 +120,8 @@ class EngineWorker:
         index = {symbol: i for i, symbol in enumerate(self.registry.symbols)}
         self.outputs.source_of = lambda symbol: int(self.hot.owner[index[symbol]])
         self.pipeline.warm_up()  # load the compiled kernels now, not inside the first batch
+        self.outputs.orders = self.pipeline.runner.trades  # known before the first signal is sent
+        self._started = time.monotonic()
         await self.app.start()
         self.metrics_port = metrics.attach(self)
         self._ticker = asyncio.create_task(self._timer(), name="sharewise.checkpoints")
@@ -131,8 +136,9 @@ class EngineWorker:
                 self.latch.trip("kafka producer", late)
             else:
                 try:
+                    idle = await self._idle_ticks()  # outside the lock: it asks the broker
                     async with self._lock:
-                        await self._report_sources()
+                        await self._report_sources(idle)
                         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
                             await self._checkpoint_locked()
                 except Exception as exc:  # noqa: BLE001 - outages are handled inside; anything else is fatal
@@ -160,19 +166,37 @@ class EngineWorker:
     def _assigned_ticks(self) -> list[int]:
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == TICKS)
 
-    async def _report_sources(self) -> None:
-        """Report every assigned ticks partition to the order stage: its clock, or idle once it has been caught
-        up and silent for :data:`IDLE_S` (so a partition without ticks never holds the stage back)."""
+    async def _idle_ticks(self) -> set[int]:
+        """The assigned ticks partitions silent for :data:`IDLE_S` and consumed to their end (a fresh high
+        watermark: one whose data has not reached this worker yet is not idle)."""
+        if not self.outputs.orders or self.failure is not None:
+            return set()
+        now = time.monotonic()
+        first = self.hot.first_data
+        if (first is None or now - first < IDLE_S) and now - self._started < IDLE_AFTER_START_S:
+            return set()  # a feed that starts with this worker writes every partition it has data for by then
+        silent = [p for p in self._assigned_ticks() if now - self.hot.heard.setdefault(p, now) >= IDLE_S]
+        if not silent:
+            return set()
+        highs = await self.app.consumer.highwaters(*(TP(TICKS, p) for p in silent))
+        idle = set()
+        for p in silent:
+            done = self.positions[TICKS].get(p)
+            if done is None:
+                done = await self.app.consumer.position(TP(TICKS, p))  # nothing delivered yet: where it reads
+            if done is not None and done >= highs.get(TP(TICKS, p), 0):
+                idle.add(p)
+        return idle
+
+    async def _report_sources(self, idle: set[int]) -> None:
+        """Report every assigned ticks partition to the order stage: its clock, or idle (``idle``, still silent),
+        so a partition without ticks never holds the stage back (docs/orders.md)."""
         self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
         if not self.outputs.orders or self.failure is not None:
             return
         now, throughs = time.monotonic(), {}
         for p in self._assigned_ticks():
-            heard = self.hot.heard.setdefault(p, now)
-            high = self.app.consumer.highwater(TopicPartition(TICKS, p))
-            done = self.positions[TICKS].get(p)
-            behind = high is not None and done is not None and done < high
-            if now - heard >= IDLE_S and not behind:
+            if p in idle and now - self.hot.heard.setdefault(p, now) >= IDLE_S:
                 throughs[p] = None
             else:
                 clock = self.pipeline.closed_through(self.instruments_of(p)) if p in self._owned else None

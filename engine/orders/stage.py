@@ -31,7 +31,7 @@ from engine.orders.risk import RiskLimits, TradingState
 from engine.strategy.signals import round_price
 
 #: the ``through`` of a source whose input has ended (``up --until-drained`` flushed it)
-END_OF_TIME = 2**62
+END_OF_TIME = 2**62 // NS_PER_MIN * NS_PER_MIN  # minute-aligned: clocks are floored to the minute
 #: decided signal ids are remembered this long after their decision (repeats come from replays of seconds)
 _REMEMBER_NS = 2 * DAY_NS
 
@@ -170,15 +170,18 @@ class PartitionBooks:
     def _decide(self) -> None:
         """Move the watermark to :attr:`clock` and decide every buffered input at or before it.
 
-        At the end of input (every source at :data:`END_OF_TIME`) everything buffered is decided and the
-        watermark stops at the last decided input's time: market time, never the end of time, so the next
-        run's inputs are neither late nor stamped in a far future.
+        At the end of input (every source at :data:`END_OF_TIME`) everything buffered is decided, the
+        watermark stops at the last decided input's time (market time, never the end of time, so the next
+        run's inputs are neither late nor stamped in a far future) and the sources are forgotten: nothing
+        more is decided until every source of the next input has reported.
         """
         clock = self.clock
         if clock is not None and clock >= END_OF_TIME:
             due = self._due(END_OF_TIME)
             if due:
                 self.watermark = max(self.watermark, max(_time_of(e) for e in due))
+            self.sources.clear()  # input has ended: the next input's sources must all report afresh
+            self.idle.clear()
         elif clock is not None and clock > self.watermark:
             self.watermark = clock
             due = self._due(clock)

@@ -10,9 +10,12 @@ import orjson
 import pytest
 
 from engine.errors import BadData
+from engine.orders.execution import Execution
 from engine.orders.risk import RiskLimits, TradingState
+from engine.orders.stage import END_OF_TIME, PartitionBooks, clock_input, signal_input
 from tests.engine.orders.support import (
     MIS,
+    NEXT_DAY,
     OTHER,
     USER,
     Books,
@@ -325,3 +328,26 @@ def test_money_is_decimal_all_the_way():
     out = books.run(signal("BUY", "10:00", "0.10"), "10:05", execution={**MIS, "quantity": 1})
     # 1 x 0.10: charges round to 0.00; 0.30 - 0.10 = 0.20 exactly (a float would give 0.19999999999999998)
     assert book(out)["portfolio"]["available_cash"] == "0.20"
+
+
+def test_after_the_end_of_input_the_next_input_is_decided_in_market_time_again():
+    """``up --until-drained`` flushes every source to the end of time; the next run's inputs (a later day) must
+    not be taken as late: the watermark stops at the last decided market time and every source reports afresh."""
+    books = PartitionBooks(Decimal("1000000"), lambda _: RiskLimits())
+    mis = Execution.from_json(MIS)
+    books.add(orjson.dumps(signal_input(0, mis, signal("BUY", "10:00", "2500.00"))))
+    books.add(orjson.dumps(clock_input({0: END_OF_TIME, 1: END_OF_TIME}, [], partitions=2)))
+    assert books.watermark == ns("10:05") and books.sources == {}  # decided; the end is not a market time
+    # the next day: source 1 speaks first, then source 0; nothing is decided until both have reported
+    books.add(orjson.dumps(clock_input({1: ns("09:20", NEXT_DAY)}, [bar("09:18", "2500", "2501", "2499", "2500",
+                                                                          day=NEXT_DAY)], partitions=2)))
+    assert books.watermark == ns("10:05")
+    books.add(orjson.dumps(signal_input(0, mis, signal("SELL", "09:15", "2490.00", day=NEXT_DAY))))
+    books.add(orjson.dumps(clock_input({0: ns("09:20", NEXT_DAY)}, [], partitions=2)))
+    assert books.watermark == ns("09:20", NEXT_DAY) and books.counters.late == 0
+    out = books.advance()
+    # day 1's long, squared off at 15:20 of its own day once day 2 began; then day 2's SELL opened a short
+    market = [(m["transaction_type"], m["status"], m["exchange_timestamp"]) for t, _, m in out
+              if t == "orders" and m["order_type"] == "MARKET" and m["status"] == "COMPLETE"]
+    assert market == [("BUY", "COMPLETE", "2026-11-02T10:05:00+05:30"), ("SELL", "COMPLETE", "2026-11-02T15:20:00+05:30"),
+                      ("SELL", "COMPLETE", "2026-11-03T09:20:00+05:30")]

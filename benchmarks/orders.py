@@ -57,7 +57,7 @@ from db.embedded import start_postgres, stop_postgres  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from db.seed_demo import TRADING_STRATEGY, seed_demo  # noqa: E402
 from engine.cli import aio  # noqa: E402
-from engine.cli.assemble import active_deployments  # noqa: E402
+from engine.cli.assemble import active_deployments, tune_gc  # noqa: E402
 from engine.cli.files import load_instruments  # noqa: E402
 from engine.domain import NS_PER_MIN  # noqa: E402
 from engine.feeds.synth import SESSION_SECONDS, next_session_day, session_start  # noqa: E402
@@ -208,6 +208,7 @@ def stage_run(users: int, per_user: int, strategies: int, min_seconds: float, ma
     desks = make_desks(universe, users, per_user, strategies)
     limits = RiskLimits()
     books = PartitionBooks(PAPER_CASH, lambda user: limits)
+    tune_gc()  # as the worker process does once started (engine/cli/assemble.py)
     rng = np.random.default_rng(23)
     closes = np.array([i.typical_price for i in registry.instruments], dtype=np.float64)
     run = StageRun(checkpoints=[])

@@ -120,7 +120,7 @@ def failure_notification(failure: StrategyFailure, now: datetime) -> dict[str, A
     )  # fmt: skip
 
 
-def notification(ident: uuid.UUID, user_id: str, title: str, message: str, kind: str, priority: str,
+def notification(ident: uuid.UUID | str, user_id: str, title: str, message: str, kind: str, priority: str,
                  created_at: str) -> dict[str, Any]:
     """A ``notifications`` message (the ``notifications_notification`` columns)."""
     return {

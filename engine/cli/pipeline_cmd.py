@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.cli import aio
-from engine.cli.assemble import active_deployments, make_worker, prepare
+from engine.cli.assemble import active_deployments, make_worker, prepare, tune_gc
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
 from engine.cli.files import load_instruments
@@ -55,6 +55,7 @@ def worker(
                             checkpoint_interval=checkpoint_interval)
             stop = stop_event()
             await w.start()
+            tune_gc()
             err.print(f"worker {w.worker_id} in group {group} on {rt.bootstrap}: {len(deployments)} strategies active")
             try:
                 await until_stopped_or_failed(stop, w)

@@ -27,7 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from engine.cli import aio
-from engine.cli.assemble import active_deployments, make_worker, prepare
+from engine.cli.assemble import active_deployments, make_worker, prepare, tune_gc
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
@@ -90,6 +90,7 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments, track_outputs=until_drained)
     baseline = await _marks(rt.bootstrap, (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS))
     await worker.start()
+    tune_gc()
     progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say, names))
     try:
         if until_drained:

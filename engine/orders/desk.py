@@ -10,7 +10,6 @@ stamp is market time, so the same events give the same messages, byte for byte.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +21,9 @@ from engine.orders.charges import NSE_EQUITY, ChargeTable, charges
 from engine.orders.execution import Execution, Product
 from engine.orders.paper_broker import PaperBroker
 from engine.ports import OrderRequest
-from engine.orders.ids import book_event_id, order_event_id, order_id, order_tag, paper_account_id, paper_portfolio_id
+from engine.orders.ids import (
+    book_event_id, order_event_id, order_key, paper_account_id, paper_portfolio_id, uuid5_text,
+)
 from engine.orders.risk import ENTRIES_PER_SECOND, MIS_MARGIN, Rejection, RiskLimits, TradingState
 from engine.outputs import NOTIFICATION_NAMESPACE, notification
 
@@ -102,19 +103,23 @@ class Order:
     signal: dict[str, Any] | None = None
 
     @property
+    def tag(self) -> str:
+        """:func:`engine.orders.ids.order_tag` of this order's id (its first 20 hex digits)."""
+        return self.id.replace("-", "")[:20]
+
+    @property
     def broker_order_id(self) -> str:
-        return f"paper-{order_tag(uuid.UUID(self.id))}"
+        return f"paper-{self.tag}"
 
     def request(self) -> OrderRequest:
         """This order as the broker port takes it (engine.ports)."""
-        return OrderRequest(order_tag(uuid.UUID(self.id)), self.symbol, self.side, self.quantity, self.order_type,
-                            self.product, self.price, self.trigger_price)
+        return OrderRequest(self.tag, self.symbol, self.side, self.quantity, self.order_type, self.product,
+                            self.price, self.trigger_price)
 
     def message(self, updated_ns: int) -> dict[str, Any]:
         """This order's ``orders`` message as of a change at ``updated_ns`` (docs/orders.md)."""
-        ident = uuid.UUID(self.id)
         return {
-            "event_id": str(order_event_id(ident, self.status)), "id": self.id, "tag": order_tag(ident),
+            "event_id": order_event_id(self.id, self.status), "id": self.id, "tag": self.tag,
             "user_id": self.user_id, "signal_id": self.signal_id, "executes_signal": self.executes_signal,
             "strategy_id": self.strategy_id, "strategy_name": self.strategy_name,
             "broker_account_id": _account(self.user_id), "broker_order_id": self.broker_order_id,
@@ -273,7 +278,7 @@ class Desk:
         ex = sig.execution
         qty = ex.quantity_at(sig.entry_price)
         price = slip(sig.entry_price, side, ex.slippage_bps)
-        order = Order(str(order_id(f"{sig.id}|entry")), self.user_id, sig.symbol, str(ex.product), "MARKET", side,
+        order = Order(order_key(f"{sig.id}|entry"), self.user_id, sig.symbol, str(ex.product), "MARKET", side,
                       qty, sig.decision_ns, sig.id, True, sig.strategy_id, sig.strategy_name, signal=sig.message)
         self._emit(order, sig.decision_ns)
         cost = charges(str(ex.product), side, price, qty, self.table)
@@ -320,7 +325,7 @@ class Desk:
 
     def _rest(self, pos: Position, sig: TradeSignal, side: str, kind: str, leg: str, *, price: Decimal | None = None,
               trigger: Decimal | None = None) -> Order:
-        order = Order(str(order_id(f"{pos.entry_id}|{leg}")), self.user_id, pos.symbol, pos.product, kind, side,
+        order = Order(order_key(f"{pos.entry_id}|{leg}"), self.user_id, pos.symbol, pos.product, kind, side,
                       pos.quantity, pos.opened_ns, sig.id, False, pos.strategy_id, pos.strategy_name, price=price,
                       trigger_price=trigger)
         self._emit(order, pos.opened_ns)
@@ -335,7 +340,7 @@ class Desk:
         """Close ``pos`` at ``price``: by its resting exit ``resting``, a closing ``signal``, or a MARKET order."""
         side = "SELL" if pos.side > 0 else "BUY"
         if resting is None:
-            order = Order(str(order_id(f"{signal.id}|close" if signal else f"{pos.entry_id}|{leg}|{order_ns}")),
+            order = Order(order_key(f"{signal.id}|close" if signal else f"{pos.entry_id}|{leg}|{order_ns}"),
                           self.user_id, pos.symbol, pos.product, "MARKET", side, pos.quantity, order_ns,
                           signal.id if signal else pos.signal_id, signal is not None, pos.strategy_id,
                           pos.strategy_name, signal=signal.message if signal else None)
@@ -517,8 +522,8 @@ def _account(user_id: str) -> str:
     return str(paper_account_id(user_id))
 
 
-def _note_id(key: str) -> uuid.UUID:
-    return uuid.uuid5(NOTIFICATION_NAMESPACE, key)
+def _note_id(key: str) -> str:
+    return uuid5_text(NOTIFICATION_NAMESPACE, key)
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,8 @@ fills") and records each order here through the synchronous :meth:`PaperBroker.f
 the one a real broker would report. The async port methods answer from that book: a MARKET order
 placed through them fills at its ``price`` (the price its caller decided), a LIMIT or SL-M rests.
 
-The book holds the current IST day's orders (what a broker lists as "today's orders");
+The book holds the open orders and the latest :data:`FINISHED_KEPT` finished ones of the current IST day
+(what a broker lists as "today's orders", bounded so a busy paper account does not grow without end);
 :meth:`PaperBroker.new_day` clears the finished ones.
 """
 
@@ -22,6 +23,8 @@ from engine.errors import ConfigError
 from engine.ports import BrokerOrder, OrderRequest
 
 _FINAL = ("COMPLETE", "CANCELLED", "REJECTED")
+#: finished orders a paper account keeps listing (the oldest go first)
+FINISHED_KEPT = 200
 
 
 class PaperBroker:
@@ -30,23 +33,32 @@ class PaperBroker:
     name = "paper"
 
     def __init__(self) -> None:
-        self._orders: dict[str, BrokerOrder] = {}
+        self._orders: dict[str, BrokerOrder] = {}  # in the order they were placed or last changed
+        self._finished = 0
+
+    def _book(self, order: BrokerOrder) -> BrokerOrder:
+        previous = self._orders.pop(order.broker_order_id, None)
+        self._finished -= previous is not None and previous.status in _FINAL
+        self._orders[order.broker_order_id] = order
+        if order.status in _FINAL:
+            self._finished += 1
+            if self._finished > FINISHED_KEPT:
+                oldest = next(k for k, o in self._orders.items() if o.status in _FINAL)
+                del self._orders[oldest]
+                self._finished -= 1
+        return order
 
     # --- what the desk calls (synchronous, market time) -------------------------------------
 
     def fill(self, order: OrderRequest, price: Decimal, at: datetime | None) -> BrokerOrder:
         """Record ``order`` filled in full at ``price`` at market time ``at``."""
-        done = BrokerOrder(_broker_id(order.tag), order.tag, "COMPLETE", order.quantity, price, None, at)
-        self._orders[done.broker_order_id] = done
-        return done
+        return self._book(BrokerOrder(_broker_id(order.tag), order.tag, "COMPLETE", order.quantity, price, None, at))
 
     def rest(self, order: OrderRequest, at: datetime | None) -> BrokerOrder:
         """Record a LIMIT or SL-M exit resting (OPEN) until the desk fills or cancels it."""
         if order.order_type not in ("LIMIT", "SL-M"):
             raise ConfigError(f"only LIMIT and SL-M orders rest, not {order.order_type}")
-        resting = BrokerOrder(_broker_id(order.tag), order.tag, "OPEN", 0, None, None, at)
-        self._orders[resting.broker_order_id] = resting
-        return resting
+        return self._book(BrokerOrder(_broker_id(order.tag), order.tag, "OPEN", 0, None, None, at))
 
     def cancel_now(self, broker_order_id: str, at: datetime | None) -> BrokerOrder:
         """Cancel an OPEN order; an order already final is returned as it is (a broker refuses to cancel it)."""
@@ -55,13 +67,12 @@ class PaperBroker:
             raise ConfigError(f"paper broker: no order {broker_order_id}")
         if current.status in _FINAL:
             return current
-        cancelled = replace(current, status="CANCELLED", updated_at=at)
-        self._orders[broker_order_id] = cancelled
-        return cancelled
+        return self._book(replace(current, status="CANCELLED", updated_at=at))
 
     def new_day(self) -> None:
         """A new session: forget the finished orders of earlier days; open ones (CNC exits) stay."""
         self._orders = {k: o for k, o in self._orders.items() if o.status not in _FINAL}
+        self._finished = 0
 
     # --- engine.ports.BrokerAdapter --------------------------------------------------------------
 

@@ -337,7 +337,8 @@ def trade_signal(doc: Mapping[str, Any]) -> TradeSignal:
         strategy_name=str(msg["strategy_name"]), symbol=str(msg["symbol"]), timeframe=timeframe.label,
         bullish=msg["signal_type"] in ("BUY", "COVER"), decision_ns=bar_span(bar_ns, timeframe)[1],
         entry_price=Decimal(msg["entry_price"]), target_price=_dec(msg.get("target_price")),
-        stop_loss=_dec(msg.get("stop_loss")), execution=Execution.from_json(doc["execution"]), message=dict(msg),
+        stop_loss=_dec(msg.get("stop_loss")), execution=_execution(orjson.dumps(doc["execution"])),
+        message=dict(msg),
     )  # fmt: skip
 
 
@@ -350,6 +351,12 @@ def minute_bar(doc: Mapping[str, Any]) -> MinuteBar:
 def _open_ns(text: str) -> int:
     """A bar time (ISO 8601 with offset) in ns; cached: every symbol's bar of a minute has the same time."""
     return datetime_to_ns(datetime.fromisoformat(text))
+
+
+@lru_cache(maxsize=1024)
+def _execution(doc: bytes) -> Execution:
+    """A row's execution settings, parsed once per distinct document (every signal of a row carries it)."""
+    return Execution.from_json(orjson.loads(doc))
 
 
 @lru_cache(maxsize=64)

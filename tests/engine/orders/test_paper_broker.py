@@ -61,3 +61,15 @@ def test_the_desk_places_every_fill_and_rest_with_its_broker_so_orders_reconcile
     books.tick("09:16", bar("09:15", "2555", "2556", "2550", "2551"), day="2026-11-03")
     desk.enter(books.pb.watermark)
     assert _run(desk.broker.orders_by_tag(entry["tag"])) == []
+
+
+def test_a_busy_account_lists_its_open_orders_and_its_latest_finished_ones():
+    from engine.orders.paper_broker import FINISHED_KEPT
+
+    broker = PaperBroker()
+    resting = _run(broker.place(OrderRequest("rest1", "TCS", "SELL", 1, "LIMIT", "MIS", price=D("3600"))))
+    for k in range(FINISHED_KEPT + 50):
+        _run(broker.place(OrderRequest(f"t{k}", "TCS", "BUY", 1, "MARKET", "MIS", price=D("3500"))))
+    assert [o.status for o in _run(broker.orders_by_tag("rest1"))] == ["OPEN"]  # open orders are never dropped
+    assert _run(broker.orders_by_tag("t0")) == [] and len(_run(broker.orders_by_tag(f"t{FINISHED_KEPT + 49}"))) == 1
+    assert _run(broker.cancel(resting.broker_order_id)).status == "CANCELLED"

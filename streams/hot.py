@@ -68,8 +68,10 @@ class HotPath:
             self.positions[MARKET_TICKS][event.message.partition] = event.message.offset + 1
 
     async def clocks(self, partitions: set[int], *, end: bool = False) -> None:
-        """Close earlier days' bars of these sources once they reached a new day, then (when a deployment
-        trades) send their clocks (docs/orders.md); ``end``: input has ended, they will never emit again."""
+        """When a deployment trades: close earlier days' bars of these sources once they reached a new day, then
+        send their clocks (docs/orders.md); ``end``: input has ended, they will never emit again."""
+        if not self.outputs.orders:
+            return  # only the order stage needs the clocks (and the prompt close of a finished day's bars)
         throughs: dict[int, int | None] = {}
         for p in sorted(partitions):
             inst = np.flatnonzero(self.owner == p)
@@ -78,8 +80,7 @@ class HotPath:
                 await self.outputs.step(rolled, self.pipeline.default_positions)
             clock = self.pipeline.closed_through(inst)
             throughs[p] = END_OF_TIME if end else -1 if clock is None else clock  # -1: wait for its first bar
-        if self.outputs.orders:
-            await self.outputs.clocks(throughs)
+        await self.outputs.clocks(throughs)
 
     async def _apply(self, taken: list[Taken]) -> None:
         msgs = [msg for msg, _, _ in taken]

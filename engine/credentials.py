@@ -183,7 +183,7 @@ class SecretBox:
             raise ConfigError(f"a token is at most {MAX_TOKEN_CHARS} characters")
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, token.encode(), _associated(account_id, field))
-        body = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+        body = _text(nonce + sealed)
         return f"{VERSION}:{self.key_id}:{body}"
 
     def open(self, value: str, *, account_id: str | uuid.UUID, field: str) -> Secret:
@@ -202,11 +202,18 @@ class SecretBox:
                                      f"with, or connect the account again")
         try:
             blob = base64.urlsafe_b64decode(found["body"] + "=" * (-len(found["body"]) % 4))
+            if _text(blob) != found["body"]:  # base64 ignores a last character's spare bits: only ours opens
+                raise ValueError("not the canonical encoding")
             clear = self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _associated(account_id, field))
         except (InvalidTag, ValueError):  # binascii.Error is a ValueError
             _unreadable("tampered", f"{where} failed authentication: it was altered or copied from another "
                                     f"row or column; connect the account again")
         return Secret(clear.decode())
+
+
+def _text(blob: bytes) -> str:
+    """The body of a sealed value: unpadded base64url."""
+    return base64.urlsafe_b64encode(blob).rstrip(b"=").decode()
 
 
 def _associated(account_id: str | uuid.UUID, field: str) -> bytes:

@@ -100,8 +100,7 @@ class Settings:
             ws_host=env.get("SHAREWISE_WS_HOST", "127.0.0.1"),
             ws_port=_int(env, "SHAREWISE_WS_PORT", 8765, minimum=0),
             jwt_secret=env.get("SHAREWISE_JWT_SECRET") or None,
-            secret_key=decode_key(raw_key, source="SHAREWISE_SECRET_KEY") if (raw_key := env.get("SHAREWISE_SECRET_KEY"))
-            else None,
+            secret_key=_secret_key(env),
             instruments_file=Path(instruments) if instruments else None,
             metrics_port=_int(env, "SHAREWISE_METRICS_PORT", 0, minimum=0) if env.get("SHAREWISE_METRICS_PORT") else None,
             metrics_host=env.get("SHAREWISE_METRICS_HOST") or "127.0.0.1",
@@ -151,6 +150,12 @@ def _home(env: Mapping[str, str], default: Path | None) -> Path:
     if default is None:
         raise ConfigError("SHAREWISE_HOME is not set and no default home was given")
     return default
+
+
+def _secret_key(env: Mapping[str, str]) -> bytes | None:
+    """SHAREWISE_SECRET_KEY as 32 bytes, or None when unset; ConfigError names the variable, never its value."""
+    raw = env.get("SHAREWISE_SECRET_KEY")
+    return decode_key(raw, source="SHAREWISE_SECRET_KEY") if raw else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

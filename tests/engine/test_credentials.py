@@ -85,6 +85,19 @@ def test_tampering_is_detected(tamper) -> None:
     assert "failed authentication" in str(caught.value) and token not in str(caught.value)
 
 
+def test_every_changed_character_is_refused() -> None:
+    box, token = SecretBox(KEY), canary()
+    sealed = box.seal(token, account_id=ACCOUNT, field="access_token")
+    body_at = len("v1:") + 8 + 1
+    for at in range(len(sealed)):
+        for other in {"A", "B", "-", "0"} - {sealed[at]}:
+            with pytest.raises(SecretUnreadable) as caught:
+                box.open(sealed[:at] + other + sealed[at + 1:], account_id=ACCOUNT, field="access_token")
+            expected = {"tampered"} if at >= body_at else {"malformed", "wrong_key"}  # the version or key id
+            assert caught.value.reason in expected
+            assert token not in str(caught.value)
+
+
 @pytest.mark.parametrize("value", ["plain-token-in-clear", "v2:00000000:AAAA", "v1:zz:AAAA", ""])
 def test_a_value_that_is_not_sealed_is_malformed_and_not_repeated(value: str) -> None:
     with pytest.raises(SecretUnreadable) as caught:

@@ -66,8 +66,9 @@ async def connect_account(conn: asyncpg.Connection, box: SecretBox, *, user_id: 
     uid = _uuid(user_id, "user")
     async with conn.transaction():
         created = await conn.fetchval(
-            "INSERT INTO public.brokers_userbrokeraccount (id, user_id, broker_id, is_active) VALUES ($1, $2, $3, FALSE)"
-            " ON CONFLICT (user_id, broker_id) DO NOTHING RETURNING id", uuid.uuid4(), uid, broker_id)
+            "INSERT INTO public.brokers_userbrokeraccount (id, user_id, broker_id, is_active)"
+            " VALUES ($1, $2, $3, FALSE) ON CONFLICT (user_id, broker_id) DO NOTHING RETURNING id",
+            uuid.uuid4(), uid, broker_id)
         account_id = await conn.fetchval(
             "SELECT id FROM public.brokers_userbrokeraccount WHERE user_id = $1 AND broker_id = $2 FOR UPDATE",
             uid, broker_id)
@@ -89,9 +90,10 @@ async def account_rows(conn: asyncpg.Connection, *, user_id: str | None = None) 
     ``broker_user_id``.
     """
     rows = await conn.fetch(
-        "SELECT a.id::text AS id, a.user_id::text AS user_id, u.email, b.name AS broker, a.broker_user_id AS client_code,"
-        " a.api_key, coalesce(a.is_active, FALSE) AS is_active, a.access_token IS NOT NULL AS token,"
-        " a.refresh_token IS NOT NULL AS refresh_token, a.token_expires_at, a.last_sync, a.created_at, a.updated_at"
+        "SELECT a.id::text AS id, a.user_id::text AS user_id, u.email, b.name AS broker,"
+        " a.broker_user_id AS client_code, a.api_key, coalesce(a.is_active, FALSE) AS is_active,"
+        " a.access_token IS NOT NULL AS token, a.refresh_token IS NOT NULL AS refresh_token, a.token_expires_at,"
+        " a.last_sync, a.created_at, a.updated_at"
         " FROM public.brokers_userbrokeraccount a LEFT JOIN public.users_customuser u ON u.id = a.user_id"
         " LEFT JOIN public.brokers_broker b ON b.id = a.broker_id"
         " WHERE $1::uuid IS NULL OR a.user_id = $1::uuid ORDER BY u.email, b.name, a.id",

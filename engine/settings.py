@@ -15,6 +15,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_WS_HOST``          websocket feed host                         ``127.0.0.1``
 ``SHAREWISE_WS_PORT``          websocket feed port                         ``8765``
 ``SHAREWISE_JWT_SECRET``       token signing secret                        generated under HOME
+``SHAREWISE_SECRET_KEY``       broker token key: 32 bytes, base64 or hex   generated under HOME
 ``SHAREWISE_INSTRUMENTS``      extra instrument list file (one per line)   (built-in NIFTY 50 list)
 ``SHAREWISE_METRICS_PORT``     port of ``/metrics`` (0: any free port)     (no metrics endpoint)
 ``SHAREWISE_METRICS_HOST``     address ``/metrics`` listens on             ``127.0.0.1``
@@ -33,6 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
 
+from engine.credentials import decode_key
 from engine.errors import ConfigError
 
 #: the smallest message limit that still holds a dead-letter record with a useful prefix of its original
@@ -60,6 +62,8 @@ class Settings:
     ws_host: str = "127.0.0.1"
     ws_port: int = 8765
     jwt_secret: str | None = field(default=None, repr=False)
+    #: the AES-256 key sealing broker tokens (engine.credentials); None: the CLI uses the one under HOME
+    secret_key: bytes | None = field(default=None, repr=False)
     instruments_file: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -96,6 +100,7 @@ class Settings:
             ws_host=env.get("SHAREWISE_WS_HOST", "127.0.0.1"),
             ws_port=_int(env, "SHAREWISE_WS_PORT", 8765, minimum=0),
             jwt_secret=env.get("SHAREWISE_JWT_SECRET") or None,
+            secret_key=_secret_key(env),
             instruments_file=Path(instruments) if instruments else None,
             metrics_port=_int(env, "SHAREWISE_METRICS_PORT", 0, minimum=0) if env.get("SHAREWISE_METRICS_PORT") else None,
             metrics_host=env.get("SHAREWISE_METRICS_HOST") or "127.0.0.1",
@@ -133,6 +138,7 @@ class Settings:
             "allowed_lateness_s": str(self.allowed_lateness_s),
             "websocket": f"{self.ws_host}:{self.ws_port}",
             "jwt_secret": "from SHAREWISE_JWT_SECRET" if self.jwt_secret else "generated under HOME",
+            "secret_key": "from SHAREWISE_SECRET_KEY" if self.secret_key else "generated under HOME",
             "metrics": "off" if self.metrics_port is None else f"{self.metrics_host}:{self.metrics_port}",
         }
 
@@ -144,6 +150,12 @@ def _home(env: Mapping[str, str], default: Path | None) -> Path:
     if default is None:
         raise ConfigError("SHAREWISE_HOME is not set and no default home was given")
     return default
+
+
+def _secret_key(env: Mapping[str, str]) -> bytes | None:
+    """SHAREWISE_SECRET_KEY as 32 bytes, or None when unset; ConfigError names the variable, never its value."""
+    raw = env.get("SHAREWISE_SECRET_KEY")
+    return decode_key(raw, source="SHAREWISE_SECRET_KEY") if raw else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

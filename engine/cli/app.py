@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "engine.cli.feed_cmd",
     "engine.cli.ops_cmd",
     "engine.cli.orders_cmd",
+    "engine.cli.broker_cmd",
 ]
 
 

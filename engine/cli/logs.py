@@ -1,4 +1,5 @@
-"""Logging set-up for long-running commands: a file under ``$SHAREWISE_HOME/logs``, warnings on stderr."""
+"""Logging set-up: for long-running commands a file under ``$SHAREWISE_HOME/logs`` and warnings on stderr;
+for a short command's own record (such as ``sharewise broker``'s audit lines), a logger with a file of its own."""
 
 from __future__ import annotations
 
@@ -29,3 +30,17 @@ def setup_logging(settings: Settings, name: str, *, stderr_level: int = logging.
     root.setLevel(settings.log_level)
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+
+
+def file_logger(settings: Settings, logger: str, name: str) -> logging.Logger:
+    """The logger ``logger`` at INFO, writing only to ``$SHAREWISE_HOME/logs/<name>.log`` (URL passwords redacted)."""
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(settings.log_dir / f"{name}.log")
+    handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    found = logging.getLogger(logger)
+    for old in found.handlers:
+        old.close()
+    found.handlers[:] = [handler]
+    found.setLevel(logging.INFO)
+    found.propagate = False
+    return found

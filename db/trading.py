@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Sequence
 
 import asyncpg
+import orjson
 
 from engine.errors import ConfigError
 from engine.orders.ids import paper_portfolio_id
@@ -74,6 +75,12 @@ def _positions(text: str | None) -> int:
     if not number.is_finite() or number < 0 or number != number.to_integral_value():
         return DEFAULT_MAX_OPEN_POSITIONS
     return int(number)
+
+
+async def broker_charges(conn: asyncpg.Connection, broker_id: uuid.UUID) -> Any:
+    """``brokers_broker.configuration.charges`` of one broker row (None when absent), as JSON data."""
+    raw = await conn.fetchval("SELECT configuration->'charges' FROM public.brokers_broker WHERE id = $1", broker_id)
+    return None if raw is None else orjson.loads(raw)
 
 
 async def manual_states(conn: asyncpg.Connection) -> dict[str, tuple[str, str | None]]:

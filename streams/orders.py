@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import orjson
 
 from db.connect import connect, retryable
-from db.trading import manual_states, user_limits
+from db.trading import broker_charges, manual_states, user_limits
 from engine.errors import BadData, Inconsistency
+from engine.orders.charges import NSE_EQUITY, ChargeTable
+from engine.orders.ids import PAPER_BROKER_ID
 from engine.orders.risk import RiskLimits, TradingState
 from engine.orders.stage import PartitionBooks
 from engine.ports import Checkpoint
@@ -54,6 +56,7 @@ class OrderStage:
         self.owned: dict[int, StagePartition] = {}
         self.limits: dict[str, RiskLimits] = {}
         self.manual: dict[str, tuple[TradingState, str | None]] = {}
+        self.table: ChargeTable | None = None  # the paper broker's charges, read at the first take-over
 
     # --- the agent's batch -------------------------------------------------------------------
 
@@ -136,9 +139,16 @@ class OrderStage:
     # --- ownership and checkpoints --------------------------------------------------------------
 
     def _new_books(self) -> PartitionBooks:
-        return PartitionBooks(self.paper_cash, lambda u: self.limits.get(u, RiskLimits()), self.manual)
+        return PartitionBooks(self.paper_cash, lambda u: self.limits.get(u, RiskLimits()), self.manual, self.table)
+
+    async def _load_charges(self) -> None:
+        """The Paper broker row's ``configuration.charges`` over the NSE table (once; a bad one stops the worker)."""
+        if self.table is None:
+            doc = await self._db(lambda conn: broker_charges(conn, PAPER_BROKER_ID))
+            self.table = ChargeTable.with_overrides(NSE_EQUITY, doc, "brokers_broker(Paper).configuration.charges")
 
     async def _assume(self, partition: int) -> StagePartition:
+        await self._load_charges()
         await self._load_states()
         recovery = self.worker.recovery
         ckpt = await recovery.load(INPUTS, partition)

@@ -182,7 +182,10 @@ def new_cluster_id() -> str:
     The embedded broker keeps its log in memory, so each start is a new, empty log: a new id
     lets checkpoints and feed offsets saved against the old log be recognised as such.
     """
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    while True:  # one in 64 would start with "-", which the broker's argument parser takes for an option
+        ident = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not ident.startswith("-"):
+            return ident
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 import asyncio
 import os
 import signal
@@ -248,3 +249,13 @@ async def _list_offsets_latest(bootstrap: str, topic: str, partitions: int) -> d
         return {tp.partition: offset for tp, offset in latest.items()}
     finally:
         await consumer.stop()
+
+
+def test_a_cluster_id_never_reads_as_an_option(monkeypatch):
+    """A URL-safe base64 id starting with "-" made the broker refuse its arguments (one start in 64)."""
+    from streams import broker as module
+
+    ids = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(bytes=b"\x00" * 16)])  # the first encodes as "-w…"
+    monkeypatch.setattr(module.uuid, "uuid4", lambda: next(ids))
+    ident = module.new_cluster_id()
+    assert not ident.startswith("-") and len(ident) == 22

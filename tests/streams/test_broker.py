@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 import asyncio
 import os
 import signal
@@ -10,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil

@@ -9,6 +9,7 @@
 from .errors import BrokerError, BrokerRejected, BrokerTokenExpired, BrokerUnavailable
 from .http import HttpBrokerAdapter, TokenBucket
 from .kite import KiteAdapter
+from .smartapi import SmartApiAdapter
 
 __all__ = ["BrokerError", "BrokerRejected", "BrokerTokenExpired", "BrokerUnavailable", "HttpBrokerAdapter",
-           "KiteAdapter", "TokenBucket"]
+           "KiteAdapter", "SmartApiAdapter", "TokenBucket"]

@@ -203,7 +203,7 @@ class HttpBrokerAdapter:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
             self._own_session = True
@@ -240,7 +240,7 @@ class HttpBrokerAdapter:
                 data = json.dumps(payload)
                 headers["Content-Type"] = "application/json"
             try:
-                async with self._client().request(
+                async with self._http().request(
                     method, self.base_url + path, params=params, data=data, headers=headers,
                     timeout=aiohttp.ClientTimeout(total=self.timeout),
                 ) as response:

@@ -10,6 +10,8 @@ from .errors import BrokerError, BrokerRejected, BrokerTokenExpired, BrokerUnava
 from .http import HttpBrokerAdapter, TokenBucket
 from .kite import KiteAdapter
 from .smartapi import SmartApiAdapter
+from .upstox import UpstoxAdapter
 
 __all__ = ["BrokerError", "BrokerRejected", "BrokerTokenExpired", "BrokerUnavailable", "HttpBrokerAdapter",
-           "KiteAdapter", "SmartApiAdapter", "TokenBucket"]
+           "KiteAdapter", "SmartApiAdapter", "TokenBucket",
+           "UpstoxAdapter"]

@@ -33,7 +33,7 @@ import aiohttp
 from engine.credentials import Secret
 from engine.ports import BrokerOrder, OrderRequest
 
-from .errors import BrokerError, BrokerRejected, BrokerTokenExpired, BrokerUnavailable, scrub
+from .errors import BrokerError, BrokerRejected, BrokerUnavailable, scrub
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 FINAL = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
@@ -361,9 +361,11 @@ class HttpBrokerAdapter:
                                 status=last.status, code=last.code, tag=order.tag, reconciled=True)
 
     async def _placed_order(self, broker_order_id: str, tag: str) -> BrokerOrder:
+        """The placed order's state; if it cannot be read yet (any broker error), OPEN: the broker has it, so no
+        error may make the caller believe it was refused."""
         try:
             return await self._fetch(broker_order_id)
-        except BrokerUnavailable:
+        except BrokerError:
             return BrokerOrder(broker_order_id, tag, "OPEN")
 
     async def cancel(self, broker_order_id: str) -> BrokerOrder:

@@ -198,3 +198,11 @@ def test_adapter_for_credentials(kite_server, fake_time):
     assert isinstance(upstox, UpstoxAdapter) and upstox.base_url == "https://api.upstox.com/v2"
     with pytest.raises(Rejected):
         adapter_for(creds("Paper", None))
+
+
+def test_placed_order_whose_state_cannot_be_read_is_open(kite_server, fake_time):
+    kite_server.server_error(10, on="order")  # the order's history keeps failing after it was placed
+    placed = run(kite_server, fake_time, lambda k: k.place(market()))
+    [booked] = kite_server.orders()
+    assert (placed.broker_order_id, placed.status, placed.tag) == (booked.order_id, "OPEN", "ord1")
+    assert len(kite_server.requests_of("place")) == 1

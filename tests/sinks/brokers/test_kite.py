@@ -206,3 +206,29 @@ def test_placed_order_whose_state_cannot_be_read_is_open(kite_server, fake_time)
     [booked] = kite_server.orders()
     assert (placed.broker_order_id, placed.status, placed.tag) == (booked.order_id, "OPEN", "ord1")
     assert len(kite_server.requests_of("place")) == 1
+
+
+def test_dropped_cancel_answer_is_reconciled(kite_server, fake_time):
+    kite_server.drop_response_after_accept(1, on="cancel")
+
+    async def body(k):
+        placed = await k.place(OrderRequest("d1", "TCS", "BUY", 1, "LIMIT", "MIS", price=Decimal("3000")))
+        return await k.cancel(placed.broker_order_id)
+    cancelled = run(kite_server, fake_time, body)
+    assert cancelled.status == "CANCELLED"
+    # aiohttp itself resends an idempotent DELETE once when a reused connection closes unanswered (it never
+    # resends a POST: the place tests see one placement); the resend is refused as final and read back
+    assert [r.dropped for r in kite_server.requests_of("cancel")][0] is True
+    assert [o.status.value for o in kite_server.orders()] == ["CANCELLED"]
+
+
+def test_standing_rate_limit_is_absorbed_in_real_time(kite_server):
+    """Against Kite's 10 requests a second (a sliding window at the fake), a burst of 14 all succeed."""
+    kite_server.max_rate(10)
+
+    async def body():
+        async with KiteAdapter(kite_server.base_url, api_key=Secret(kite_server.api_key),
+                               access_token=Secret(kite_server.access_token), backoff=0.2) as kite:
+            return [await kite.orders_by_tag("x") for _ in range(14)]
+    assert asyncio.run(body()) == [[]] * 14
+    assert sum(r.status == 200 for r in kite_server.requests) == 14

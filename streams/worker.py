@@ -191,7 +191,6 @@ class EngineWorker:
     async def _report_sources(self, idle: set[int]) -> None:
         """Report every assigned ticks partition to the order stage: its clock, or idle (``idle``, still silent),
         so a partition without ticks never holds the stage back (docs/orders.md)."""
-        self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
         if not self.outputs.orders or self.failure is not None:
             return
         now, throughs = time.monotonic(), {}

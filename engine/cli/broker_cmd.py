@@ -27,7 +27,8 @@ from rich.table import Column, Table
 from engine.cli.console import clean_errors, out
 from engine.cli.environment import load_settings
 from engine.cli.logs import file_logger
-from engine.cli.orders_cmd import _plain, _print_json, _user_id, _when, _with_database
+from engine.cli.orders_cmd import _plain, _print_json, _user_id, _when
+from engine.cli.runtime import with_database
 from engine.credentials import MAX_TOKEN_CHARS
 from engine.errors import ConfigError
 from engine.settings import Settings
@@ -78,7 +79,7 @@ def connect(
         return await connect_account(conn, box, user_id=user_id, broker_id=broker_id, api_key=api_key,
                                      access_token=token, client_code=client_code)
 
-    done = _with_database(settings, write)
+    done = with_database(settings, write)
     audit_log(settings).info("broker account %s %s: user %s, broker %s, client code %s, token sealed with key %s",
              done.account_id, "created" if done.created else "reconnected", user, name, client_code, box.key_id)
     if json_out:
@@ -124,7 +125,7 @@ def list_accounts(
         user_id = await _user_id(conn, user) if user else None
         return await account_rows(conn, user_id=user_id)
 
-    rows = _with_database(load_settings(), read)
+    rows = with_database(load_settings(), read)
     if json_out:
         _print_json([_listed(r) for r in rows])
         return
@@ -158,7 +159,7 @@ def disconnect(
     from db.broker_accounts import disconnect_account
 
     settings = load_settings()
-    was_connected = _with_database(settings, lambda conn: disconnect_account(conn, account))
+    was_connected = with_database(settings, lambda conn: disconnect_account(conn, account))
     if was_connected:
         audit_log(settings).info("broker account %s disconnected: inactive, tokens wiped", account)
         out.print(f"disconnected account {escape(account)}: inactive, tokens wiped")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 import asyncio
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import typer
 
 from engine.cli.console import clean_errors, err, fail, out
 from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
-from engine.cli.runtime import services
+from engine.cli.runtime import services, with_database
 from engine.errors import ConfigError
 from engine.settings import Settings
 from engine.tokens import FEED_CHANNELS, TokenIssuer, TokenRejected, check_channels, parse_ttl
@@ -84,7 +84,7 @@ def token_create(
         await record_token(conn, claims)
         return token, claims
 
-    token, claims = _with_database(settings, create)
+    token, claims = with_database(settings, create)
     sys.stdout.write(token + "\n")
     err.print(f"token {claims.jti} for {user}, channels {', '.join(claims.channels)}, "
               f"expires {claims.expires_at.isoformat()}", soft_wrap=True)
@@ -105,7 +105,7 @@ def token_revoke(
     async def revoke(conn: Any) -> Any:
         return await revoke_token(conn, token_id)
 
-    record, changed = _with_database(settings, revoke)
+    record, changed = with_database(settings, revoke)
     state = "revoked" if changed else "was already revoked"
     out.print(f"token {record.jti} of {record.email} {state}", soft_wrap=True)
 
@@ -130,23 +130,6 @@ def _uuid(text: str) -> str:
     except ValueError:
         raise ConfigError(f"--jti must be a token id (a UUID), got {text[:60]!r}") from None
 
-
-def _with_database(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Run ``work(conn)`` on a migrated database (embedded or external)."""
-    from db.connect import connect
-    from db.migrate import migrate
-
-    async def run() -> Any:
-        with services(settings, kafka=False) as rt:
-            assert rt.dsn
-            await migrate(rt.dsn)
-            conn = await connect(rt.dsn)
-            try:
-                return await work(conn)
-            finally:
-                await conn.close()
-
-    return asyncio.run(run())
 
 
 def register(app: typer.Typer) -> None:

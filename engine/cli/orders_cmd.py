@@ -19,7 +19,7 @@ import logging
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import orjson
 import typer
@@ -28,6 +28,7 @@ from rich.table import Table
 
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
+from engine.cli.runtime import with_database
 from engine.domain import IST
 from engine.errors import ConfigError, TransientError
 from engine.settings import Settings
@@ -61,7 +62,7 @@ def orders(
         user_id = await _user_id(conn, user) if user else None
         return await order_rows(conn, user_id=user_id, status=wanted, limit=limit)
 
-    rows = _with_database(load_settings(), read)
+    rows = with_database(load_settings(), read)
     if json_out:
         _print_json([{k: _plain(v) for k, v in row.items()} for row in rows])
         return
@@ -114,7 +115,7 @@ def positions(
         user_id = await _user_id(conn, user) if user else None
         return await books(conn, user_id=user_id)
 
-    found = _with_database(load_settings(), read)
+    found = with_database(load_settings(), read)
     if json_out:
         _print_json([{
             "user_id": b.user_id, "email": b.email, "trading_state": b.trading_state, "state_reason": b.state_reason,
@@ -186,7 +187,7 @@ def _set_state(user: str, state: str, reason: str | None) -> None:
         await set_manual_state(conn, user_id, state, reason, changed_at)
         return user_id
 
-    user_id = _with_database(settings, write)
+    user_id = with_database(settings, write)
     why = f" ({escape(reason)})" if reason else ""
     out.print(f"{escape(user)}: trading state [{STATE_STYLE[state]}]{state}[/]{why}, set by hand at "
               f"{_when(changed_at)} IST", soft_wrap=True)
@@ -232,7 +233,7 @@ def risk_status(
     """Per user with a trading state: the state set by hand and the effective one of the latest book."""
     from db.trading import trading_states
 
-    rows = _with_database(load_settings(), trading_states)
+    rows = with_database(load_settings(), trading_states)
     if json_out:
         keys = ("user_id", "email", "state", "reason", "changed_at", "effective_state", "effective_reason", "as_of")
         _print_json([{k: _plain(row[k]) for k in keys} for row in rows])
@@ -263,24 +264,6 @@ async def _user_id(conn: Any, email: str) -> str:
         raise ConfigError(f"no user with email {email!r}")
     return user_id
 
-
-def _with_database(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Run ``work(conn)`` on a migrated database (external, or the embedded one)."""
-    from db.connect import connect
-    from db.migrate import migrate
-    from engine.cli.runtime import services
-
-    async def run() -> Any:
-        with services(settings, kafka=False) as rt:
-            assert rt.dsn
-            await migrate(rt.dsn)
-            conn = await connect(rt.dsn)
-            try:
-                return await work(conn)
-            finally:
-                await conn.close()
-
-    return asyncio.run(run())
 
 
 def _plain(value: Any) -> Any:

@@ -10,12 +10,13 @@ Resolution order, for each of the two services:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 from engine.settings import Settings
 
@@ -114,3 +115,21 @@ def _resolve_database(settings: Settings, runtime: Runtime, stops: list[Callable
     kept = "postgres" in read_state(settings)
     runtime.dsn = start_postgres(settings)
     runtime.origin["database"] = "services" if kept else "embedded"
+
+
+def with_database(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``work(conn)`` on a migrated database (external, or the embedded one) and return its result."""
+    from db.connect import connect
+    from db.migrate import migrate
+
+    async def run() -> Any:
+        with services(settings, kafka=False) as rt:
+            assert rt.dsn
+            await migrate(rt.dsn)
+            conn = await connect(rt.dsn)
+            try:
+                return await work(conn)
+            finally:
+                await conn.close()
+
+    return asyncio.run(run())

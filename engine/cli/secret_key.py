@@ -13,14 +13,13 @@ machines, set ``SHAREWISE_SECRET_KEY`` on each of them. A lost key makes the sto
 
 from __future__ import annotations
 
-import os
-import secrets
 import stat
 from pathlib import Path
 
 from engine.credentials import SecretBox, decode_key, encode_key, new_key
 from engine.errors import ConfigError
 from engine.settings import Settings
+from sinks.feed.secret import create_private_file
 
 KEY_FILE = "secret_key"
 
@@ -63,17 +62,4 @@ def _create_key(path: Path) -> bytes:
     except OSError as exc:
         raise ConfigError(f"cannot create {path.parent}: {exc.strerror}") from None
     key = new_key()
-    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique per attempt
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (encode_key(key) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite a key in use
-    except FileExistsError:
-        return _read_key(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return key
+    return key if create_private_file(path, (encode_key(key) + "\n").encode()) else _read_key(path)

@@ -41,17 +41,25 @@ def _create_secret(path: Path) -> bytes:
     """Write a fresh secret atomically; if another process won the race, use theirs."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_hex(MIN_SECRET_BYTES).encode()
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return secret if create_private_file(path, secret) else _read_secret(path)
+
+
+def create_private_file(path: Path, content: bytes) -> bool:
+    """Create ``path`` (mode 0600) holding ``content``, atomically and only if it does not exist yet.
+
+    Returns False when another process created it first: its content is in use and is never overwritten.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique per attempt
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secret)
+        os.write(fd, content)
         os.fsync(fd)
     finally:
         os.close(fd)
     try:
-        os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite a secret in use
+        os.link(tmp, path)  # fails if the file appeared meanwhile
     except FileExistsError:
-        return _read_secret(path)
+        return False
     finally:
         tmp.unlink(missing_ok=True)
-    return secret
+    return True

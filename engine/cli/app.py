@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "engine.cli.ops_cmd",
     "engine.cli.orders_cmd",
     "engine.cli.broker_cmd",
+    "engine.cli.instruments_cmd",
 ]
 
 

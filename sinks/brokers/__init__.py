@@ -8,7 +8,8 @@
   ``brokers_broker.name``: Zerodha, AngelOne, Upstox).
 
 Broker identifiers (Upstox's ISIN, SmartAPI's symbol token) come from the ``instruments`` mapping handed to an
-adapter (``{"RELIANCE": {"isin": "INE002A01018", "smartapi_token": "2885"}}``); the engine ships no such file yet.
+adapter (``{"RELIANCE": {"isin": "INE002A01018", "smartapi_token": "2885"}}``): ``db.instrument_ids.broker_ids`` gives
+it (the shipped ``engine/data/broker_instruments.csv`` with what ``sharewise instruments load`` stored over it).
 """
 
 from __future__ import annotations

@@ -122,11 +122,20 @@ async def disconnect_account(conn: asyncpg.Connection, account_id: str) -> bool:
     return bool(row["connected"])
 
 
+async def mark_account_inactive(conn: asyncpg.Connection, account_id: str) -> bool:
+    """The broker refused the account's token: make it inactive (its sealed token stays, so the reason is known
+    until ``sharewise broker connect`` stores a new one). True if it was active."""
+    status = await conn.execute(
+        "UPDATE public.brokers_userbrokeraccount SET is_active = FALSE, updated_at = now()"
+        " WHERE id = $1 AND is_active IS DISTINCT FROM FALSE", _uuid(account_id, "broker account"))
+    return status.endswith(" 1")
+
+
 async def account_credentials(conn: asyncpg.Connection, account_id: str, box: SecretBox) -> Credentials:
     """The opened credentials of an active account with a token.
 
-    Raises :class:`engine.credentials.CredentialsUnavailable` (``no_account``, ``not_a_broker``, ``inactive``,
-    ``no_token``), and :class:`engine.credentials.SecretUnreadable` when a token cannot be opened with ``box``.
+    Raises :class:`engine.credentials.CredentialsUnavailable` (``no_account``, ``not_a_broker``, ``token_expired``,
+    ``inactive``, ``no_token``), and :class:`engine.credentials.SecretUnreadable` when a token cannot be opened with ``box``.
     """
     ident = _uuid(account_id, "broker account")
     row = await conn.fetchrow(
@@ -138,6 +147,9 @@ async def account_credentials(conn: asyncpg.Connection, account_id: str, box: Se
         raise CredentialsUnavailable("no_account", str(ident), "no such account")
     if row["broker_id"] == PAPER_BROKER_ID:
         raise CredentialsUnavailable("not_a_broker", str(ident), "the paper account has no broker credentials")
+    if not row["is_active"] and row["access_token"] is not None:  # made inactive by a refused token
+        raise CredentialsUnavailable("token_expired", str(ident), "its token was refused by the broker: connect it"
+                                                                  " again")
     if not row["is_active"]:
         raise CredentialsUnavailable("inactive", str(ident), "inactive: connect it again")
     if row["access_token"] is None:

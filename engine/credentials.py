@@ -56,7 +56,8 @@ class SecretUnreadable(ConfigError):
 
 class CredentialsUnavailable(EngineError):
     """An account the order path cannot use. ``reason``: ``no_account``, ``not_a_broker`` (the paper
-    account), ``inactive`` or ``no_token``; the message names the account, never a secret."""
+    account), ``token_expired`` (made inactive when its broker refused the token), ``inactive`` or ``no_token``;
+    the message names the account, never a secret."""
 
     exit_code = 2
 

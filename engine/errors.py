@@ -81,3 +81,13 @@ class Inconsistency(EngineError):
     """An invariant of the engine is broken; continuing could corrupt data."""
 
     exit_code = 3
+
+
+class AccountUnavailable(EngineError):
+    """A live broker account that cannot take orders now. ``reason`` becomes the rejection reason of its orders:
+    ``broker_token_expired`` (its token was refused), ``broker_account_inactive`` (disconnected), or
+    ``broker_account_unknown``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason

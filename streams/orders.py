@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import orjson
 
+from db.broker_accounts import mark_account_inactive
 from db.connect import connect, retryable
 from db.trading import broker_charges, manual_states, user_limits
-from engine.errors import BadData, Inconsistency
+from engine.errors import AccountUnavailable, BadData, Inconsistency
 from engine.orders.charges import NSE_EQUITY, ChargeTable
 from engine.orders.ids import PAPER_BROKER_ID
 from engine.orders.risk import RiskLimits, TradingState
+from engine.orders.desk import BrokerUpdate
 from engine.orders.stage import PartitionBooks
-from engine.ports import Checkpoint
+from engine.ports import BrokerAdapter, Checkpoint
 from streams import topics
+from streams.live import LiveRouter, OpenAccount
 
 if TYPE_CHECKING:
     from streams.worker import EngineWorker
@@ -45,13 +48,16 @@ class StagePartition:
     next_offset: int
     pending: list[Any] = field(default_factory=list)
     late_logged: int = 0
+    dirty: bool = False  # changed by a broker's answer since the last checkpoint
 
 
 class OrderStage:
     """The order agent's state and steps; the worker drives it under its lock."""
 
-    def __init__(self, worker: EngineWorker, paper_cash: Decimal) -> None:
+    def __init__(self, worker: EngineWorker, paper_cash: Decimal, brokers: OpenAccount | None = None) -> None:
         self.worker = worker
+        self.router = LiveRouter(brokers or _no_brokers, self._deliver, self._mark_inactive,
+                                 lambda exc: worker.latch.trip("order router", exc))
         self.paper_cash = paper_cash
         self.owned: dict[int, StagePartition] = {}
         self.limits: dict[str, RiskLimits] = {}
@@ -81,7 +87,7 @@ class OrderStage:
                 log.error("unreadable message on %s partition %d offset %d skipped: %s", INPUTS, msg.partition,
                           msg.offset, exc)
         for p, part in touched.items():
-            await self._send(part.books.advance())
+            await self._send(p, part.books.advance())
             if part.books.counters.late > part.late_logged:
                 log.warning("%s partition %d: %d input(s) older than the watermark, decided on arrival (a source"
                             " idle for %ss spoke again; docs/orders.md)", INPUTS, p,
@@ -91,9 +97,12 @@ class OrderStage:
             done = self.worker.positions[INPUTS]
             done[event.message.partition] = max(done.get(event.message.partition, 0), event.message.offset + 1)
 
-    async def _send(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+    async def _send(self, partition: int, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
         stats, sender = self.worker.stats, self.worker.sender
         for kind, user_id, msg in outputs:
+            if kind == "broker":
+                self.router.submit(partition, msg)
+                continue
             await sender.send(_OUT_TOPICS[kind], orjson.dumps(msg), key=user_id.encode())
             if kind == "orders":
                 stats.orders += 1
@@ -172,9 +181,29 @@ class OrderStage:
             part = StagePartition(books, 0 if other is not None else ckpt.next_offset)
         self.owned[partition] = part
         log.info("%s partition %d assumed at offset %d", INPUTS, partition, part.next_offset)
+        await self._send(partition, books.live_commands())  # live orders in flight: followed (or placed) again
         return part
 
+    # --- live orders ---------------------------------------------------------------------------
+
+    async def _deliver(self, partition: int, user_id: str, update: BrokerUpdate) -> None:
+        """A broker's answer (streams.live): applied to the owning partition's books under the worker's lock."""
+        async with self.worker.lock:
+            part = self.owned.get(partition)
+            if part is None or self.worker.failure is not None:
+                return  # revoked: the next owner follows the order again from its checkpoint
+            part.books.on_broker(user_id, update)
+            part.dirty = True
+            await self._send(partition, part.books.advance())
+
+    async def _mark_inactive(self, account: str) -> None:
+        await self._db(lambda conn: mark_account_inactive(conn, account))
+
+    async def close(self) -> None:
+        await self.router.close()
+
     def revoke(self, partition: int) -> None:
+        self.router.forget(partition)
         if self.owned.pop(partition, None) is not None:
             log.info("%s partition %d revoked: its books are left to the next owner's checkpoint", INPUTS, partition)
 
@@ -182,10 +211,16 @@ class OrderStage:
         """The checkpoints of the partitions with unacknowledged input (or all owned ones)."""
         return [Checkpoint(p, part.next_offset, orjson.dumps(part.books.to_json()), STATE_FORMAT,
                            self.worker.cluster_id)
-                for p, part in self.owned.items() if part.pending or every_partition]
+                for p, part in self.owned.items() if part.pending or part.dirty or every_partition]
 
     def acknowledge(self) -> None:
         for part in self.owned.values():
             for event in part.pending:
                 event.ack()
             part.pending.clear()
+            part.dirty = False
+
+
+async def _no_brokers(account: str) -> BrokerAdapter:
+    raise AccountUnavailable("broker_account_unknown", f"this worker was started without live broker adapters"
+                                                       f" (account {account})")

@@ -33,6 +33,7 @@ from streams.admin import cluster_id, list_topics
 from streams.emit import OutputSender, Outputs
 from streams.failure import FailureLatch, WorkerFailed
 from streams.hot import HotPath
+from streams.live import OpenAccount
 from streams.orders import OrderStage
 from streams.recovery import Recovery
 from streams.sink_agents import Rows, SinkAgents
@@ -55,7 +56,8 @@ class EngineWorker:
     def __init__(self, settings: Settings, bootstrap: str, dsn: str, registry: InstrumentRegistry,
                  make_pipeline: Callable[[], SignalPipeline], *, sinks: Mapping[str, tuple[OutputSink, Rows]],
                  checkpoints: CheckpointStore, group_id: str = "sharewise-engine", worker_id: str | None = None,
-                 checkpoint_interval: float = 2.0, batch_max: int = 512, track_outputs: bool = False) -> None:
+                 checkpoint_interval: float = 2.0, batch_max: int = 512, track_outputs: bool = False,
+                 brokers: OpenAccount | None = None) -> None:
         self.settings, self.bootstrap, self.dsn, self.registry = settings, bootstrap, dsn, registry
         self.pipeline = make_pipeline()
         self.group_id = group_id
@@ -70,6 +72,7 @@ class EngineWorker:
         self._last_checkpoint = time.monotonic()
         self._started = time.monotonic()
         self._lock = asyncio.Lock()
+        self.lock = self._lock  # the order router applies brokers' answers under it (streams.orders)
         self._ticker: asyncio.Task | None = None
         self.metrics_port: int | None = None  # of /metrics, when SHAREWISE_METRICS_PORT is set
         self.sink_agents = SinkAgents(self.stats, self.positions, sinks)
@@ -79,7 +82,7 @@ class EngineWorker:
         self.outputs = Outputs(self.sender, self.stats, max_bytes=settings.max_message_bytes,
                                bar_partitions=settings.partitions, track=track_outputs)
         self.recovery = Recovery(self, checkpoints)
-        self.order_stage = OrderStage(self, settings.paper_cash)
+        self.order_stage = OrderStage(self, settings.paper_cash, brokers)
         self.hot = HotPath(registry, self.pipeline, self.outputs, self.stats, self.positions, self._owned,
                            self._assume)
         self.hot.owner = owners(registry.symbols, settings.partitions)
@@ -160,6 +163,7 @@ class EngineWorker:
             await asyncio.wait_for(self.app.stop(), STOP_STEP_S)
         except TimeoutError:
             log.warning("the Faust app did not stop within %.0fs; exiting anyway", STOP_STEP_S)
+        await self.order_stage.close()
         await self.sink_agents.close()
         await self.recovery.close()
 

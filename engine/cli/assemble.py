@@ -72,5 +72,57 @@ def make_worker(settings: Settings, bootstrap: str, dsn: str, deployments: list[
     def make_pipeline() -> SignalPipeline:
         return SignalPipeline(registry, StrategyRunner(deployments), lateness_s=settings.allowed_lateness_s)
 
+    kw.setdefault("brokers", broker_accounts(settings, dsn))
     return EngineWorker(settings, bootstrap, dsn, registry, make_pipeline, sinks=output_sinks(dsn),
                         checkpoints=PostgresCheckpointStore(dsn), **kw)
+
+
+#: why an account's credentials cannot be used -> the rejection reason of its orders (docs/orders.md)
+_ACCOUNT_REASONS = {"token_expired": "broker_token_expired", "inactive": "broker_account_inactive",
+                    "no_token": "broker_account_inactive"}
+
+
+def broker_accounts(settings: Settings, dsn: str) -> Any:
+    """The order router's ``open_account``: an account's adapter (sinks.brokers) from its sealed credentials
+    (db.broker_accounts, key of engine/cli/secret_key.py) and the broker identifiers of our instruments.
+    An account that cannot trade raises :class:`engine.errors.AccountUnavailable` with the rejection reason;
+    a database outage is waited out."""
+    import asyncio
+
+    from db.broker_accounts import account_credentials
+    from db.connect import connect, retryable
+    from engine.cli.secret_key import load_secret_box
+    from engine.credentials import CredentialsUnavailable, SecretUnreadable
+    from engine.errors import AccountUnavailable
+    from sinks.brokers import BrokerRejected, adapter_for
+
+    async def open_account(account_id: str) -> Any:
+        while True:
+            try:
+                conn = await connect(dsn)
+                try:
+                    creds = await account_credentials(conn, account_id, load_secret_box(settings))
+                    instruments = await _instrument_ids(conn)
+                finally:
+                    await conn.close()
+                return adapter_for(creds, instruments=instruments)
+            except CredentialsUnavailable as exc:
+                raise AccountUnavailable(_ACCOUNT_REASONS.get(exc.reason, "broker_account_unknown"), str(exc)) from exc
+            except SecretUnreadable as exc:
+                raise AccountUnavailable("broker_secret_unreadable", str(exc)) from exc
+            except BrokerRejected as exc:  # a broker without an adapter
+                raise AccountUnavailable("broker_account_unknown", str(exc)) from exc
+            except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else stops the worker
+                if not retryable(exc):
+                    raise
+                log.warning("cannot read broker account %s from PostgreSQL (%s); retrying", account_id, exc)
+                await asyncio.sleep(1.0)
+
+    return open_account
+
+
+async def _instrument_ids(conn: Any) -> dict[str, dict[str, str]]:
+    """Our symbols' broker identifiers (ISIN, SmartAPI token): the shipped file under ``sharewise instruments load``."""
+    from db.instrument_ids import broker_ids
+
+    return await broker_ids(conn)

@@ -24,6 +24,7 @@ from engine.ports import OrderRequest
 from engine.orders.ids import (
     book_event_id, order_event_id, order_key, paper_account_id, paper_portfolio_id, uuid5_text,
 )
+from engine.orders.tick_size import round_limit, round_trigger
 from engine.orders.risk import ENTRIES_PER_SECOND, MIS_MARGIN, Rejection, RiskLimits, TradingState
 from engine.outputs import NOTIFICATION_NAMESPACE, notification
 
@@ -33,7 +34,10 @@ _BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 _FINAL = ("COMPLETE", "CANCELLED", "REJECTED")
 #: allowed order transitions (websockets' State style: anything else is a bug)
-_NEXT = {"PENDING": ("OPEN", "COMPLETE", "CANCELLED", "REJECTED"), "OPEN": ("COMPLETE", "CANCELLED")}
+_NEXT = {"PENDING": ("OPEN", "COMPLETE", "CANCELLED", "REJECTED"), "OPEN": ("COMPLETE", "CANCELLED", "REJECTED")}
+#: the rejection reason of an order whose broker refused the account's token (issue 13)
+TOKEN_EXPIRED = "broker_token_expired"
+_ORDER_SLOTS = ("pending", "target", "stop", "exit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,9 @@ class Order:
     fees: Decimal = _ZERO
     taxes: Decimal = _ZERO
     signal: dict[str, Any] | None = None
+    account: str | None = None  # live: the broker account it goes through (None: paper)
+    broker_id: str | None = None  # live: the broker's order id, once known
+    cancelling: bool = False  # live: a cancel was sent
 
     @property
     def tag(self) -> str:
@@ -108,8 +115,8 @@ class Order:
         return self.id.replace("-", "")[:20]
 
     @property
-    def broker_order_id(self) -> str:
-        return f"paper-{self.tag}"
+    def broker_order_id(self) -> str | None:
+        return self.broker_id if self.account is not None else f"paper-{self.tag}"
 
     def request(self) -> OrderRequest:
         """This order as the broker port takes it (engine.ports)."""
@@ -122,7 +129,7 @@ class Order:
             "event_id": order_event_id(self.id, self.status), "id": self.id, "tag": self.tag,
             "user_id": self.user_id, "signal_id": self.signal_id, "executes_signal": self.executes_signal,
             "strategy_id": self.strategy_id, "strategy_name": self.strategy_name,
-            "broker_account_id": _account(self.user_id), "broker_order_id": self.broker_order_id,
+            "broker_account_id": self.account or _account(self.user_id), "broker_order_id": self.broker_order_id,
             "symbol": self.symbol, "product": self.product, "order_type": self.order_type,
             "transaction_type": self.side, "quantity": self.quantity, "price": money(self.price),
             "trigger_price": money(self.trigger_price), "status": self.status, "filled_quantity": self.filled_quantity,
@@ -162,15 +169,34 @@ class Position:
     slippage_bps: Decimal
     target: Order | None = None
     stop: Order | None = None
+    # live positions (docs/orders.md, "Live orders"): the broker decides fills; the desk keeps orders in flight
+    account: str | None = None
+    pending: Order | None = None  # the entry, until the broker fills it
+    exit: Order | None = None  # the MARKET close, once sent
+    target_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    exits_placed: bool = False
+    closing: str | None = None  # why it is being closed: close, squareoff, halt, race
+    closing_ns: int = 0
+    close_signal: dict[str, Any] | None = None  # the closing signal's message (a close by signal)
 
     @property
     def day(self) -> int:
         return ist_day(self.opened_ns)
 
+    @property
+    def held(self) -> bool:
+        """Whether the position is held: a live entry counts once the broker filled it."""
+        return self.pending is None
+
+    def orders(self) -> list[Order]:
+        return [o for o in (self.pending, self.target, self.stop, self.exit) if o is not None]
+
     def to_json(self) -> dict[str, Any]:
-        doc = {k: _plain(getattr(self, k)) for k in self.__slots__ if k not in ("target", "stop")}  # type: ignore[attr-defined]
-        doc["target"] = self.target.to_json() if self.target else None
-        doc["stop"] = self.stop.to_json() if self.stop else None
+        doc = {k: _plain(getattr(self, k)) for k in self.__slots__ if k not in _ORDER_SLOTS}  # type: ignore[attr-defined]
+        for k in _ORDER_SLOTS:
+            order = getattr(self, k)
+            doc[k] = order.to_json() if order else None
         return doc
 
     @classmethod
@@ -178,8 +204,10 @@ class Position:
         values = dict(doc)
         for k in ("average_price", "entry_charges", "slippage_bps"):
             values[k] = Decimal(values[k])
-        for k in ("target", "stop"):
-            values[k] = Order.from_json(values[k]) if values[k] else None
+        for k in ("target_price", "stop_price"):
+            values[k] = None if values.get(k) is None else Decimal(values[k])
+        for k in _ORDER_SLOTS:
+            values[k] = Order.from_json(values[k]) if values.get(k) else None
         return cls(**values)
 
 
@@ -211,6 +239,9 @@ class Desk:
     out: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (topic, message), taken by the stage
     broker: PaperBroker = field(default_factory=PaperBroker)  # the account's orders as the broker lists them
     as_of: int = 0  # market time of the latest event applied
+    live: dict[str, tuple[str, str]] = field(default_factory=dict)  # tag -> position key, of live orders in flight
+    orphans: dict[str, Order] = field(default_factory=dict)  # live orders in flight whose position is gone
+    expired: set[str] = field(default_factory=set)  # live accounts whose token the broker refused
 
     # --- state -----------------------------------------------------------------------------
 
@@ -245,8 +276,11 @@ class Desk:
                 return  # no short delivery
             self._entry(sig, side)
         elif (pos.side > 0) != sig.bullish:
-            self._close(pos, sig.decision_ns, slip(sig.entry_price, side, pos.slippage_bps), sig.decision_ns,
-                        "close", signal=sig)
+            if pos.account is not None:
+                self._request_close(pos, "close", sig.decision_ns, sig.message or {"id": sig.id})
+            else:
+                self._close(pos, sig.decision_ns, slip(sig.entry_price, side, pos.slippage_bps), sig.decision_ns,
+                            "close", signal=sig)
         self._check_daily_loss(sig.decision_ns)
 
     def on_bar(self, bar: MinuteBar) -> None:
@@ -254,7 +288,12 @@ class Desk:
         self.enter(bar.close_ns)
         for pos in [p for p in self.positions.values() if p.symbol == bar.symbol and bar.open_ns >= p.opened_ns]:
             if pos.product == Product.MIS and ist_day(bar.open_ns) == pos.day and time_of_day(bar.open_ns) >= SQUARE_OFF_NS:
-                self._close(pos, bar.open_ns, bar.open, bar.open_ns, "squareoff")
+                if pos.account is not None:
+                    self._request_close(pos, "squareoff", bar.open_ns)
+                else:
+                    self._close(pos, bar.open_ns, bar.open, bar.open_ns, "squareoff")
+            elif pos.account is not None:
+                continue  # a live position's exits rest at the broker, which fills them
             elif (fill := exit_fill(pos, bar)) is not None:
                 hit, price = fill
                 self._close(pos, bar.open_ns, price, bar.open_ns, hit, resting=pos.target if hit == "target" else pos.stop)
@@ -268,7 +307,10 @@ class Desk:
             return
         for pos in [p for p in self.positions.values() if p.product == Product.MIS and p.day < day]:
             stamp = pos.day * DAY_NS + SQUARE_OFF_NS - IST_OFFSET_NS
-            self._close(pos, stamp, self._quote(pos), stamp, "squareoff")
+            if pos.account is not None:
+                self._request_close(pos, "squareoff", stamp)
+            else:
+                self._close(pos, stamp, self._quote(pos), stamp, "squareoff")
         self.day, self.day_realised = day, _ZERO
         self.broker.new_day()
 
@@ -279,7 +321,8 @@ class Desk:
         qty = ex.quantity_at(sig.entry_price)
         price = slip(sig.entry_price, side, ex.slippage_bps)
         order = Order(order_key(f"{sig.id}|entry"), self.user_id, sig.symbol, str(ex.product), "MARKET", side,
-                      qty, sig.decision_ns, sig.id, True, sig.strategy_id, sig.strategy_name, signal=sig.message)
+                      qty, sig.decision_ns, sig.id, True, sig.strategy_id, sig.strategy_name, signal=sig.message,
+                      account=ex.broker_account)
         self._emit(order, sig.decision_ns)
         cost = charges(str(ex.product), side, price, qty, self.table)
         if (reason := self._deny(sig, qty, price, cost.total)) is not None:
@@ -289,6 +332,9 @@ class Desk:
                        sig.decision_ns)
             return
         self.entries.append(sig.decision_ns)
+        if ex.live:
+            self._live_entry(sig, order, price)
+            return
         self._fill(order, price, sig.decision_ns, cost.fees, cost.taxes)
         pos = Position(sig.symbol, sig.strategy_key, sig.strategy_id, sig.strategy_name, str(ex.product),
                        1 if side == "BUY" else -1, qty, price, cost.total, sig.decision_ns, order.id, sig.id,
@@ -362,6 +408,9 @@ class Desk:
 
     def _close_all(self, at_ns: int, leg: str) -> None:
         for pos in list(self.positions.values()):
+            if pos.account is not None:
+                self._request_close(pos, leg, at_ns)
+                continue
             self._close(pos, at_ns, slip(self._quote(pos), "SELL" if pos.side > 0 else "BUY", pos.slippage_bps),
                         at_ns, leg)
 
@@ -380,15 +429,197 @@ class Desk:
             f" positions were closed and no new orders will be placed until the next session.",
             "SYSTEM", "URGENT", iso(at_ns))))  # fmt: skip
 
+    # --- live orders (docs/orders.md, "Live orders") ------------------------------------------
+    #
+    # A live row makes the paper row's decisions, but the broker fills: the desk sends commands (``broker``
+    # outputs: place, cancel, follow) and applies the broker's answers (:meth:`on_broker`) at the market
+    # time they arrive. A position's orders in flight are driven toward what its state asks for by
+    # :meth:`_advance`: exits resting once the entry filled; when closing, exits cancelled, then a MARKET close.
+
+    def _live_entry(self, sig: TradeSignal, order: Order, price: Decimal) -> None:
+        """Send a live entry; its position is held once the broker fills it (until then it counts for the gate)."""
+        ex = sig.execution
+        pos = Position(sig.symbol, sig.strategy_key, sig.strategy_id, sig.strategy_name, str(ex.product),
+                       1 if order.side == "BUY" else -1, order.quantity, price, _ZERO, sig.decision_ns, order.id,
+                       sig.id, ex.slippage_bps, account=ex.broker_account, pending=order,
+                       target_price=sig.target_price, stop_price=sig.stop_loss)
+        self.positions[(sig.strategy_key, sig.symbol)] = pos
+        self._place(pos, order)
+
+    def _request_close(self, pos: Position, leg: str, at_ns: int, signal: dict[str, Any] | None = None) -> None:
+        if pos.closing is None:
+            pos.closing, pos.closing_ns, pos.close_signal = leg, at_ns, signal
+        self._advance(pos, at_ns)
+
+    def _advance(self, pos: Position, at_ns: int) -> None:
+        if pos.pending is not None:
+            return  # the entry is in flight: nothing rests or closes before it fills
+        open_exits = [o for o in (pos.target, pos.stop) if o is not None and o.status not in _FINAL]
+        exit_side = "SELL" if pos.side > 0 else "BUY"
+        if pos.closing is not None:
+            for order in open_exits:
+                self._cancel(order)
+            if not open_exits and pos.exit is None:  # a close the broker rejected is not sent again
+                sig = pos.close_signal
+                key = f"{sig['id']}|close" if sig is not None else f"{pos.entry_id}|{pos.closing}|{pos.closing_ns}"
+                pos.exit = Order(order_key(key), self.user_id, pos.symbol, pos.product, "MARKET", exit_side,
+                                 pos.quantity, pos.closing_ns, sig["id"] if sig else pos.signal_id, sig is not None,
+                                 pos.strategy_id, pos.strategy_name, signal=sig if sig and "symbol" in sig else None,
+                                 account=pos.account)
+                self._emit(pos.exit, at_ns)
+                self._place(pos, pos.exit)
+            return
+        if not pos.exits_placed:
+            pos.exits_placed = True
+            if pos.target_price is not None:
+                pos.target = self._live_exit(pos, exit_side, "LIMIT", "target", at_ns,
+                                             price=round_limit(pos.target_price, exit_side))
+            if pos.stop_price is not None:
+                pos.stop = self._live_exit(pos, exit_side, "SL-M", "stop", at_ns,
+                                           trigger=round_trigger(pos.stop_price, exit_side))
+
+    def _live_exit(self, pos: Position, side: str, kind: str, leg: str, at_ns: int, *, price: Decimal | None = None,
+                   trigger: Decimal | None = None) -> Order:
+        order = Order(order_key(f"{pos.entry_id}|{leg}"), self.user_id, pos.symbol, pos.product, kind, side,
+                      pos.quantity, at_ns, pos.signal_id, False, pos.strategy_id, pos.strategy_name, price=price,
+                      trigger_price=trigger, account=pos.account)
+        self._emit(order, at_ns)
+        self._place(pos, order)
+        return order
+
+    def _place(self, pos: Position, order: Order) -> None:
+        self.live[order.tag] = (pos.strategy_key, pos.symbol)
+        self.out.append(("broker", broker_command("place", self.user_id, order)))
+
+    def _cancel(self, order: Order) -> None:
+        if not order.cancelling:
+            order.cancelling = True
+            self.out.append(("broker", broker_command("cancel", self.user_id, order)))
+
+    def live_commands(self) -> list[dict[str, Any]]:
+        """What the broker must be asked again for every live order in flight (after a restart or a take-over):
+        a place for one never acknowledged (the adapter finds it by tag first: nothing is sent twice), a cancel
+        for one being cancelled, else a follow."""
+        orders = [o for p in self.positions.values() for o in p.orders()] + list(self.orphans.values())
+        out = []
+        for order in orders:
+            if order.account is None or order.status in _FINAL:
+                continue
+            op = "cancel" if order.cancelling else "place" if order.status == "PENDING" else "follow"
+            out.append(broker_command(op, self.user_id, order))
+        return out
+
+    def on_broker(self, update: BrokerUpdate, at_ns: int) -> None:
+        """Apply the broker's answer about a live order, at market time ``at_ns``; repeats change nothing."""
+        self.enter(at_ns)
+        pos, order = self._live_order(update.tag)
+        if order is None or order.status in _FINAL:
+            return
+        if update.broker_order_id:
+            order.broker_id = update.broker_order_id
+        if update.reason == TOKEN_EXPIRED:
+            self._token_expired(order.account or "", at_ns)
+        else:
+            self.expired.discard(order.account or "")
+        if update.status == "OPEN":
+            if order.status == "PENDING":
+                self._move(order, "OPEN", at_ns)
+            return  # a partial fill is booked when the order is final
+        self.live.pop(order.tag, None)
+        self.orphans.pop(order.tag, None)
+        if update.filled_quantity > 0 and update.average_price is not None:
+            self._live_fill(pos, order, update, at_ns)
+        else:
+            order.rejection_reason = update.reason if update.status == "REJECTED" else None
+            self._move(order, "CANCELLED" if update.status == "CANCELLED" else "REJECTED", at_ns)
+            self._live_unfilled(pos, order, at_ns)
+        if pos is not None and self.positions.get((pos.strategy_key, pos.symbol)) is pos:
+            self._advance(pos, at_ns)
+        self._check_daily_loss(at_ns)
+
+    def _live_order(self, tag: str) -> tuple[Position | None, Order | None]:
+        key = self.live.get(tag)
+        pos = self.positions.get(key) if key is not None else None  # type: ignore[arg-type]
+        if pos is not None:
+            for order in pos.orders():
+                if order.tag == tag:
+                    return pos, order
+        return None, self.orphans.get(tag)
+
+    def _live_fill(self, pos: Position | None, order: Order, update: BrokerUpdate, at_ns: int) -> None:
+        qty, price = update.filled_quantity, update.average_price
+        assert price is not None
+        cost = charges(order.product, order.side, price, qty, self.table)
+        self._book_fill(order, price, qty, update.exchange_ns or at_ns, at_ns, cost.fees, cost.taxes)
+        if pos is not None and order is pos.pending:
+            pos.pending, pos.quantity, pos.average_price, pos.entry_charges = None, qty, price, cost.total
+            return
+        if pos is None:  # a fill of an order whose position is gone: both exits filled in a race
+            self._stray(order, qty, price, cost.total, at_ns)
+            return
+        share = (pos.entry_charges * qty / pos.quantity).quantize(PAISA, ROUND_HALF_UP)
+        net = (price - pos.average_price) * qty * pos.side - share - cost.total
+        self.realised += net
+        self.day_realised += net
+        pos.quantity -= qty
+        pos.entry_charges -= share
+        if pos.quantity > 0:
+            return  # part of it closed (a partial fill the broker then cancelled): the rest stays
+        del self.positions[(pos.strategy_key, pos.symbol)]
+        for other in pos.orders():
+            if other.status not in _FINAL:  # the other exit: cancelled now, followed until the broker says so
+                self.live.pop(other.tag, None)
+                self.orphans[other.tag] = other
+                self._cancel(other)
+
+    def _stray(self, order: Order, qty: int, price: Decimal, cost: Decimal, at_ns: int) -> None:
+        """A fill nothing asked for any more (the second exit of a race): flatten it with a MARKET order."""
+        side = 1 if order.side == "BUY" else -1
+        pos = Position(order.symbol, f"{order.strategy_id or order.strategy_name}|flatten|{order.tag}",
+                       order.strategy_id, order.strategy_name, order.product, side, qty, price, cost, at_ns, order.id,
+                       order.signal_id or "", _ZERO, account=order.account, exits_placed=True)
+        self.positions[(pos.strategy_key, pos.symbol)] = pos
+        self.out.append(("notifications", notification(
+            _note_id(f"race|{order.id}"), self.user_id, f"Both exits filled: {order.symbol}",
+            f"{order.side} {qty} {order.symbol} filled at ₹{money(price)} after the position was already closed by its"
+            f" other exit; a MARKET order flattens it now.", "ORDER", "URGENT", iso(at_ns))))
+        self._request_close(pos, "race", at_ns)
+
+    def _live_unfilled(self, pos: Position | None, order: Order, at_ns: int) -> None:
+        """A live order that ended without a fill: an entry drops its position; a refused exit is reported."""
+        if order.status == "REJECTED":
+            what = "entry" if pos is not None and order is pos.pending else "exit"
+            self._note(order, f"{order.side} {order.quantity} {order.symbol} ({what}, {order.order_type}) rejected by"
+                              f" the broker: {order.rejection_reason}", f"Order rejected: {order.symbol}",
+                       "URGENT" if what == "exit" else "HIGH", at_ns)
+        if pos is not None and order is pos.pending:
+            del self.positions[(pos.strategy_key, pos.symbol)]
+
+    def _token_expired(self, account: str, at_ns: int) -> None:
+        if account in self.expired:
+            return
+        self.expired.add(account)
+        self.out.append(("notifications", notification(
+            _note_id(f"token|{account}|{ist_day(at_ns)}"), self.user_id, "Broker session expired",
+            "Your broker refused this account's access token: the account is now inactive and its orders are"
+            " rejected (broker_token_expired) until you connect it again (sharewise broker connect).",
+            "SYSTEM", "URGENT", iso(at_ns))))
+
     # --- fills, cash and messages ------------------------------------------------------------
 
     def _fill(self, order: Order, price: Decimal, at_ns: int, fees: Decimal, taxes: Decimal) -> None:
         done = self.broker.fill(order.request(), price, ns_to_datetime(at_ns, IST))
-        order.filled_quantity, order.average_price, order.exchange_ns = done.filled_quantity, done.average_price, at_ns
+        assert done.average_price is not None
+        self._book_fill(order, done.average_price, done.filled_quantity, at_ns, at_ns, fees, taxes)
+
+    def _book_fill(self, order: Order, price: Decimal, qty: int, exchange_ns: int, at_ns: int, fees: Decimal,
+                   taxes: Decimal) -> None:
+        """Book ``qty`` of ``order`` filled at ``price``: the order, cash and a notification (paper and live alike)."""
+        order.filled_quantity, order.average_price, order.exchange_ns = qty, price, exchange_ns
         order.fees, order.taxes = fees, taxes
-        value = price * order.quantity
+        value = price * qty
         self.cash += -(value + fees + taxes) if order.side == "BUY" else value - fees - taxes
-        self._move(order, "COMPLETE", at_ns)
+        self._move(order, "COMPLETE" if qty == order.quantity else "CANCELLED", at_ns)
         self._note(order, f"{order.side} {order.quantity} {order.symbol} filled at ₹{money(price)}"
                           f" ({order.order_type}, {order.product}, {order.strategy_name}); charges ₹{money(fees + taxes)}.",
                    f"Order filled: {order.side} {order.symbol}", "MEDIUM", at_ns)
@@ -413,17 +644,20 @@ class Desk:
     # --- the book ----------------------------------------------------------------------------
 
     def unrealised(self) -> Decimal:
-        return sum(((self._quote(p) - p.average_price) * p.quantity * p.side for p in self.positions.values()), _ZERO)
+        return sum(((self._quote(p) - p.average_price) * p.quantity * p.side for p in self._held()), _ZERO)
+
+    def _held(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.pending is None]
 
     def book(self) -> dict[str, Any]:
         """The ``portfolios`` message of this desk as of :attr:`as_of` (docs/orders.md)."""
         by_symbol: dict[str, list[Position]] = {}
-        for pos in self.positions.values():
+        for pos in self._held():
             by_symbol.setdefault(pos.symbol, []).append(pos)
         holdings = [self._holding(symbol, group) for symbol, group in sorted(by_symbol.items())]
         unrealised = self.unrealised()
-        market_value = sum((self._quote(p) * p.quantity * p.side for p in self.positions.values()), _ZERO)
-        invested = sum((p.average_price * p.quantity for p in self.positions.values()), _ZERO)
+        market_value = sum((self._quote(p) * p.quantity * p.side for p in self._held()), _ZERO)
+        invested = sum((p.average_price * p.quantity for p in self._held()), _ZERO)
         as_of = iso(self.as_of)
         return {
             "id": str(book_event_id(self.user_id, as_of)), "user_id": self.user_id, "as_of": as_of,
@@ -458,6 +692,7 @@ class Desk:
             "day_realised": str(self.day_realised), "manual": str(self.manual), "manual_reason": self.manual_reason,
             "halted_day": self.halted_day, "entries": list(self.entries), "as_of": self.as_of,
             "positions": [p.to_json() for p in self.positions.values()],
+            "orphans": [o.to_json() for o in self.orphans.values()], "expired": sorted(self.expired),
         }  # fmt: skip
 
     @classmethod
@@ -466,13 +701,43 @@ class Desk:
         desk = cls(doc["user_id"], limits, Decimal(doc["cash"]), quotes, table, Decimal(doc["realised"]), doc["day"],
                    Decimal(doc["day_realised"]), TradingState(doc["manual"]), doc["manual_reason"], doc["halted_day"],
                    entries=deque(doc["entries"]), as_of=doc["as_of"])
+        desk.orphans = {o["id"].replace("-", "")[:20]: Order.from_json(o) for o in doc.get("orphans", ())}
+        desk.expired = set(doc.get("expired", ()))
         for p in doc["positions"]:
             pos = Position.from_json(p)
             desk.positions[(pos.strategy_key, pos.symbol)] = pos
+            for order in pos.orders():
+                if order.account is not None and order.status not in _FINAL:
+                    desk.live[order.tag] = (pos.strategy_key, pos.symbol)
             for resting in (pos.target, pos.stop):
                 if resting is not None and resting.status == "OPEN":  # the broker's book lists it again
                     desk.broker.rest(resting.request(), ns_to_datetime(pos.opened_ns, IST))
         return desk
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUpdate:
+    """The broker's answer about a live order (engine.ports.BrokerOrder, by tag): OPEN, or final with what filled;
+    ``reason``: the broker's rejection message, or :data:`TOKEN_EXPIRED`."""
+
+    tag: str
+    status: str  # OPEN | COMPLETE | CANCELLED | REJECTED
+    broker_order_id: str | None = None
+    filled_quantity: int = 0
+    average_price: Decimal | None = None
+    exchange_ns: int | None = None
+    reason: str | None = None
+
+
+def broker_command(op: str, user_id: str, order: Order) -> dict[str, Any]:
+    """A ``broker`` output: ``place`` (with the order as the port takes it), ``cancel`` or ``follow`` a live order."""
+    doc: dict[str, Any] = {"op": op, "account": order.account, "user_id": user_id, "tag": order.tag,
+                           "broker_order_id": order.broker_id, "order_type": order.order_type}
+    if op == "place":
+        doc["order"] = {"symbol": order.symbol, "side": order.side, "quantity": order.quantity,
+                        "order_type": order.order_type, "product": order.product, "price": money(order.price),
+                        "trigger_price": money(order.trigger_price)}
+    return doc
 
 
 def exit_fill(pos: Position, bar: MinuteBar) -> tuple[str, Decimal] | None:

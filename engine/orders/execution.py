@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from enum import StrEnum
@@ -11,7 +12,7 @@ from typing import Any
 from engine.errors import DocumentError
 
 WHERE = "risk_management.execution"
-_KEYS = frozenset({"mode", "product", "quantity", "capital", "slippage_bps"})
+_KEYS = frozenset({"mode", "broker_account", "product", "quantity", "capital", "slippage_bps"})
 _MAX_SLIPPAGE_BPS = Decimal(1000)
 
 
@@ -22,13 +23,19 @@ class Product(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Execution:
-    """How a trading row's signals become orders: paper mode, product, size, slippage."""
+    """How a trading row's signals become orders: paper or live (through ``broker_account``), product, size,
+    slippage (paper fills only: a live fill is the broker's)."""
 
     product: Product
     quantity: int | None = None
     capital: Decimal | None = None
     slippage_bps: Decimal = Decimal(0)
     mode: str = "paper"
+    broker_account: str | None = None  # live: the brokers_userbrokeraccount id orders go through
+
+    @property
+    def live(self) -> bool:
+        return self.mode == "live"
 
     @classmethod
     def from_json(cls, doc: Any, where: str = WHERE) -> Execution:
@@ -38,11 +45,16 @@ class Execution:
         if unknown := sorted(set(doc) - _KEYS):
             raise DocumentError(f"{where}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(_KEYS))}")
         mode = doc.get("mode")
+        if mode not in ("paper", "live"):
+            raise DocumentError(f"{where}.mode", f"must be 'paper' or 'live', got {mode!r}")
+        account = doc.get("broker_account")
         if mode == "live":
-            raise DocumentError(f"{where}.mode", "'live' needs a broker adapter, which this engine does not have yet;"
-                                                 " use 'paper'")
-        if mode != "paper":
-            raise DocumentError(f"{where}.mode", f"must be 'paper', got {mode!r}")
+            if not isinstance(account, str) or not _is_uuid(account):
+                raise DocumentError(f"{where}.broker_account", "'live' needs the id of a connected broker account"
+                                    f" (sharewise broker list), got {account!r}")
+            account = str(uuid.UUID(account))
+        elif account is not None:
+            raise DocumentError(f"{where}.broker_account", "only a 'live' row names a broker account")
         try:
             product = Product(doc.get("product"))
         except ValueError:
@@ -57,10 +69,14 @@ class Execution:
             quantity=quantity,
             capital=None if capital is None else _amount(capital, f"{where}.capital", minimum=Decimal("0.01")),
             slippage_bps=_amount(doc.get("slippage_bps", 0), f"{where}.slippage_bps", maximum=_MAX_SLIPPAGE_BPS),
+            mode=mode,
+            broker_account=account,
         )
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"mode": self.mode, "product": str(self.product), "slippage_bps": str(self.slippage_bps)}
+        if self.broker_account is not None:
+            doc["broker_account"] = self.broker_account
         if self.quantity is not None:
             doc["quantity"] = self.quantity
         else:
@@ -86,3 +102,11 @@ def _amount(value: Any, where: str, minimum: Decimal = Decimal(0), maximum: Deci
         bound = f" and ≤ {maximum}" if maximum is not None else ""
         raise DocumentError(where, f"must be a number ≥ {minimum}{bound}, got {value!r}")
     return amount
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

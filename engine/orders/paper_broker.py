@@ -91,6 +91,9 @@ class PaperBroker:
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         return [o for o in self._orders.values() if o.tag == tag]
 
+    async def orders(self) -> list[BrokerOrder]:
+        return list(self._orders.values())
+
     def open_orders(self) -> list[BrokerOrder]:
         return [o for o in self._orders.values() if o.status == "OPEN"]
 

@@ -25,7 +25,7 @@ import orjson
 from engine.domain import DAY_NS, NS_PER_MIN, Timeframe, bar_span, datetime_to_ns
 from engine.errors import BadData, ConfigError
 from engine.orders.charges import NSE_EQUITY, ChargeTable
-from engine.orders.desk import Desk, MinuteBar, Quote, TradeSignal, iso
+from engine.orders.desk import BrokerUpdate, Desk, MinuteBar, Quote, TradeSignal, iso
 from engine.orders.execution import Execution
 from engine.orders.risk import RiskLimits, TradingState
 from engine.strategy.signals import round_price
@@ -155,6 +155,20 @@ class PartitionBooks:
         self._touched[desk.user_id] = desk
         self._reindex(desk)
         self.counters.commands += 1
+
+    def on_broker(self, user_id: str, update: BrokerUpdate) -> None:
+        """A broker's answer about a live order of ``user_id``, applied at the watermark (docs/orders.md, "Live
+        orders"); an answer for a user this partition has no desk for is ignored."""
+        desk = self.desks.get(user_id)
+        if desk is None:
+            return
+        desk.on_broker(update, max(self.watermark, desk.as_of))
+        self._touched[user_id] = desk
+        self._reindex(desk)
+
+    def live_commands(self) -> list[Output]:
+        """The broker commands that resume every live order in flight (at a take-over: engine.orders.desk)."""
+        return [("broker", d.user_id, cmd) for d in self.desks.values() for cmd in d.live_commands()]
 
     # --- decisions ---------------------------------------------------------------------------
 

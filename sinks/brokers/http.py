@@ -326,6 +326,10 @@ class HttpBrokerAdapter:
             raise BrokerRejected(self.name, f"no {key} for {symbol} in the instrument map", code="unknown_instrument", tag=tag)
         return value
 
+    async def orders(self) -> list[BrokerOrder]:
+        """The day's orders that carry a tag, as the broker lists them (one request: what a poll of fills reads)."""
+        return [self._order(row) for row in await self._day_orders() if self._row_tag(row)]
+
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         """The day's orders carrying ``tag``, as the broker lists them."""
         return [self._order(row) for row in await self._day_orders() if self._row_tag(row) == tag]

@@ -48,14 +48,21 @@ def test_settings_survive_their_json(doc):
     assert Execution.from_json(ex.to_json()) == ex
 
 
+ACCOUNT = "0b7c4f4e-5d1a-4c2b-9a57-3f1e2d9c8b01"
+
+
 @pytest.mark.parametrize(
     ("doc", "path", "fragment"),
     [
         ([], WHERE, "must be an object"),
         ("paper", WHERE, "must be an object"),
-        ({"mode": "live", "product": "MIS", "quantity": 1}, f"{WHERE}.mode", "'live' needs a broker adapter"),
-        ({"product": "MIS", "quantity": 1}, f"{WHERE}.mode", "must be 'paper', got None"),
-        ({"mode": "PAPER", "product": "MIS", "quantity": 1}, f"{WHERE}.mode", "must be 'paper'"),
+        ({"mode": "live", "product": "MIS", "quantity": 1}, f"{WHERE}.broker_account", "'live' needs the id of"),
+        ({"mode": "live", "product": "MIS", "quantity": 1, "broker_account": "acct-1"}, f"{WHERE}.broker_account",
+         "got 'acct-1'"),
+        ({"mode": "paper", "product": "MIS", "quantity": 1, "broker_account": ACCOUNT}, f"{WHERE}.broker_account",
+         "only a 'live' row"),
+        ({"product": "MIS", "quantity": 1}, f"{WHERE}.mode", "must be 'paper' or 'live', got None"),
+        ({"mode": "PAPER", "product": "MIS", "quantity": 1}, f"{WHERE}.mode", "must be 'paper' or 'live'"),
         ({"mode": "paper", "product": "NRML", "quantity": 1}, f"{WHERE}.product", "'MIS' or 'CNC', got 'NRML'"),
         ({"mode": "paper", "product": "mis", "quantity": 1}, f"{WHERE}.product", "'MIS' or 'CNC'"),
         ({"mode": "paper", "quantity": 1}, f"{WHERE}.product", "got None"),
@@ -88,10 +95,15 @@ def test_a_bad_setting_names_its_path(doc, path, fragment):
     assert str(caught.value).startswith(f"{path}: ") and isinstance(caught.value, ConfigError)
 
 
-def test_live_is_refused_with_a_clear_message():
+def test_live_names_its_broker_account():
     with pytest.raises(DocumentError) as caught:
         Execution.from_json({"mode": "live", "product": "MIS", "quantity": 1})
-    assert caught.value.problem == "'live' needs a broker adapter, which this engine does not have yet; use 'paper'"
+    assert caught.value.problem == ("'live' needs the id of a connected broker account (sharewise broker list),"
+                                    " got None")
+    live = Execution.from_json({"mode": "live", "broker_account": ACCOUNT.upper(), "product": "MIS", "quantity": 1})
+    assert live.live and live.broker_account == ACCOUNT  # normalised, so every signal of the row names it alike
+    assert Execution.from_json(live.to_json()) == live
+    assert not Execution.from_json({"mode": "paper", "product": "MIS", "quantity": 1}).live
 
 
 def test_the_path_prefix_can_be_chosen():
@@ -121,7 +133,7 @@ def test_a_row_with_an_execution_trades_and_one_without_gives_signals_only():
     ("execution", "path", "fragment"),
     [
         ({"mode": "paper", "product": "NRML", "quantity": 1}, f"{WHERE}.product", "'MIS' or 'CNC'"),
-        ({"mode": "live", "product": "MIS", "quantity": 1}, f"{WHERE}.mode", "'live'"),
+        ({"mode": "live", "product": "MIS", "quantity": 1}, f"{WHERE}.broker_account", "'live'"),
         ({"mode": "paper", "product": "MIS", "quantity": 1.5}, f"{WHERE}.quantity", "integer ≥ 1"),
         ({"mode": "paper", "product": "MIS"}, WHERE, "exactly one of"),
         ({"mode": "paper", "product": "MIS", "quantity": 1, "slippage_bps": 5000}, f"{WHERE}.slippage_bps", "≤ 1000"),

@@ -216,3 +216,218 @@ def test_a_replayed_session_live_makes_the_paper_decisions(broker, tmp_path):
     for o in at_broker:
         sent = live.orders[next(k for k, v in live.orders.items() if v["tag"] == o.tag)]
         assert sent["broker_account_id"] == ACCOUNT and sent["broker_order_id"] == o.order_id
+
+
+# --- failure modes, each against a real fake -----------------------------------------------------------
+
+OPEN_NS = int(dt.datetime(2026, 1, 5, 9, 15, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))).timestamp()) * 10**9
+LIVE = {"mode": "live", "broker_account": ACCOUNT, "product": "MIS", "quantity": 10, "slippage_bps": "0"}
+
+
+def at(minute: int) -> str:
+    return dt.datetime.fromtimestamp((OPEN_NS + minute * 60 * 10**9) / 1e9, dt.timezone(dt.timedelta(hours=5,
+                                                                                                     minutes=30))).isoformat()
+
+
+def signal(sid: str, side: str, minute: int, *, symbol: str = "RELIANCE", price: str = "2500.00",
+           target: str | None = "2550.03", stop: str | None = "2480.02") -> bytes:
+    """A ``signal`` input of a 1m row, decided at the close of the bar that opened at ``minute``."""
+    msg = {"id": sid, "timestamp": at(minute), "symbol": symbol, "strategy_name": "ema_cross", "signal_type": side,
+           "confidence_score": "0.8", "entry_price": price, "target_price": target, "stop_loss": stop,
+           "user_id": USER, "created_by_strategy_id": "6f1c0000-0000-0000-0000-000000000001", "market_data": {},
+           "timeframe": "1m", "bar_time": at(minute)}
+    return orjson.dumps({"kind": "signal", "source": 0, "execution": LIVE, "signal": msg})
+
+
+def clock(minute: int, symbol: str = "RELIANCE", price: str = "2500.00") -> bytes:
+    """The 1m bar that opened at ``minute`` closed (flat at ``price``), and the source is through its close."""
+    bar = {"symbol": symbol, "time": at(minute), "open": price, "high": price, "low": price, "close": price}
+    return orjson.dumps({"kind": "clock", "sources": {"0": OPEN_NS + (minute + 1) * 60 * 10**9}, "bars": [bar]})
+
+
+def entered(stage: LiveStage) -> dict[str, dict[str, Any]]:
+    """The stage's orders by kind of the first entry: entry, target, stop."""
+    by_type = {o["order_type"]: o for o in stage.history if o["symbol"] == "RELIANCE"}
+    return {"entry": by_type.get("MARKET"), "target": by_type.get("LIMIT"), "stop": by_type.get("SL-M")}
+
+
+async def enter(stage: LiveStage, sid: str = "s1", minute: int = 0) -> None:
+    stage.add(signal(sid, "BUY", minute))
+    stage.add(clock(minute))
+    await stage.settle(lambda: all(o is not None and o["status"] == "OPEN"
+                                   for k, o in entered(stage).items() if k != "entry"))
+
+
+@pytest.mark.parametrize("broker", ["zerodha", "angelone", "upstox"])
+def test_a_lost_answer_leaves_exactly_one_order_at_the_broker(broker):
+    async def scenario(fake):
+        fake.auto_fill_market("2500.00")
+        fake.drop_response_after_accept(on="place")  # the broker books the entry; its answer never comes
+        stage = LiveStage(opener(broker, fake, bucket=TokenBucket(1000)))
+        try:
+            await enter(stage)
+        finally:
+            await stage.router.close()
+        return stage
+
+    with make_fake(broker) as fake:
+        stage = asyncio.run(scenario(fake))
+        orders = fake.orders()
+        places = fake.requests_of("place")
+    entry = entered(stage)["entry"]
+    assert [o.tag for o in orders].count(entry["tag"]) == 1 and len(orders) == 3  # entry, target, stop
+    assert places[0].dropped and len(places) == 3  # the entry once (dropped), then the two exits
+    assert (entry["status"], entry["filled_quantity"], entry["average_price"]) == ("COMPLETE", 10, "2500.00")
+    assert entry["broker_order_id"] == next(o.order_id for o in orders if o.tag == entry["tag"])
+
+
+def test_a_restart_with_orders_in_flight_reconciles_without_resending():
+    """The checkpoint was taken after the entry was decided, before any answer: the restarted stage sends the
+    place again, the adapter finds the order by tag and sends nothing; then exits placed once, fills followed."""
+    async def first(fake):
+        stage = LiveStage(opener("zerodha", fake, bucket=TokenBucket(1000)))
+        stage.add(signal("s1", "BUY", 0))
+        stage.add(clock(0))
+        checkpoint = orjson.dumps(stage.books.to_json())  # entry PENDING: no answer yet
+        await stage.settle(lambda: entered(stage)["stop"] is not None and entered(stage)["stop"]["status"] == "OPEN")
+        await stage.router.close()  # kill -9: whatever came after the checkpoint is lost
+        return checkpoint
+
+    async def second(fake, checkpoint):
+        stage = LiveStage(opener("zerodha", fake, bucket=TokenBucket(1000)))
+        stage.books.restore(orjson.loads(checkpoint))
+        stage.take(stage.books.live_commands())
+        try:
+            await stage.settle(lambda: entered(stage)["stop"] is not None
+                               and entered(stage)["stop"]["status"] == "OPEN")
+            target = entered(stage)["target"]
+            [at_broker] = fake.orders_by_tag(target["tag"])
+            fake.fill(at_broker.order_id, "2550.05")  # the market reaches the target while nobody watches
+            await stage.settle(lambda: entered(stage)["stop"]["status"] == "CANCELLED")
+        finally:
+            await stage.router.close()
+        return stage
+
+    with KiteFake() as fake:
+        fake.auto_fill_market("2500.00")
+        checkpoint = asyncio.run(first(fake))
+        assert len(fake.requests_of("place")) == 3
+        stage = asyncio.run(second(fake, checkpoint))
+        places = fake.requests_of("place")
+        tags = sorted(o.tag for o in fake.orders())
+    assert len(places) == 3 and len(tags) == len(set(tags)) == 3  # nothing sent twice
+    orders = entered(stage)
+    assert orders["target"]["status"] == "COMPLETE" and orders["target"]["average_price"] == "2550.05"
+    book = stage.book["portfolio"]
+    assert book["realized_pnl"] == str((Decimal("50.05") * 10 - Decimal(orders["entry"]["fees"])
+                                        - Decimal(orders["entry"]["taxes"]) - Decimal(orders["target"]["fees"])
+                                        - Decimal(orders["target"]["taxes"])).quantize(Decimal("0.01")))
+    assert stage.book["holdings"] == []
+
+
+def test_429s_are_paced_and_the_order_placed_once():
+    async def scenario(fake):
+        fake.auto_fill_market("2500.00")
+        fake.rate_limit(2, on="place")
+        stage = LiveStage(opener("zerodha", fake))  # Kite's own pacing: 10 requests/s
+        try:
+            await enter(stage)
+        finally:
+            await stage.router.close()
+        return stage
+
+    with KiteFake() as fake:
+        stage = asyncio.run(scenario(fake))
+        statuses = [r.status for r in fake.requests_of("place")]
+        orders = fake.orders()
+    assert statuses[:3] == [429, 429, 200] and len(orders) == 3
+    assert entered(stage)["entry"]["status"] == "COMPLETE"
+    assert not [o for o in stage.orders.values() if o["status"] == "REJECTED"]
+
+
+CANARY = "CANARYtok3n9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize("broker", ["zerodha", "angelone", "upstox"])
+def test_an_expired_token_rejects_notifies_once_and_does_not_loop(broker, caplog):
+    async def scenario(fake):
+        fake.token_expired()
+        stage = LiveStage(opener(broker, fake, bucket=TokenBucket(1000)))
+        try:
+            stage.add(signal("s1", "BUY", 0))
+            stage.add(clock(0))
+            await stage.settle(lambda: entered(stage)["entry"]["status"] == "REJECTED")
+            before = len(fake.requests)
+            stage.add(signal("s2", "BUY", 1, symbol="TCS", price="3500.00", target=None, stop=None))
+            stage.add(clock(1, "TCS", "3500.00"))
+            await stage.settle(lambda: len([o for o in stage.orders.values() if o["status"] == "REJECTED"]) == 2)
+            await asyncio.sleep(0.5)  # nothing retries behind our back
+            after = len(fake.requests)
+        finally:
+            await stage.router.close()
+        return stage, before, after
+
+    fake = {"zerodha": lambda: KiteFake(access_token=CANARY), "angelone": lambda: SmartApiFake(access_token=CANARY),
+            "upstox": lambda: UpstoxFake(access_token=CANARY)}[broker]()
+    with caplog.at_level("DEBUG"), fake:
+        stage, before, after = asyncio.run(scenario(fake))
+    rejected = [o for o in stage.orders.values() if o["status"] == "REJECTED"]
+    assert [o["rejection_reason"] for o in rejected] == [TOKEN_EXPIRED, TOKEN_EXPIRED]
+    assert before == after  # the dead account's second order never reached the broker
+    assert stage.inactive == [ACCOUNT]
+    urgent = [n for n in stage.notes if n["priority"] == "URGENT"]
+    assert len(urgent) == 1 and "connect" in urgent[0]["message"]
+    assert stage.book["holdings"] == [] and stage.book["portfolio"]["available_cash"] == "1000000.00"
+    everything = json.dumps([stage.history, stage.notes, stage.book]) + caplog.text
+    assert CANARY not in everything and "tok3n" not in everything
+
+
+def test_both_exits_filling_in_a_race_are_flattened_and_the_user_told():
+    async def scenario(fake):
+        fake.auto_fill_market("2500.00")
+        stage = LiveStage(opener("zerodha", fake, bucket=TokenBucket(1000)), poll_s=0.5)
+        try:
+            await enter(stage)
+            orders = entered(stage)
+            for leg, price in (("target", "2550.05"), ("stop", "2480.00")):  # both, before the engine looks
+                [at_broker] = fake.orders_by_tag(orders[leg]["tag"])
+                if leg == "stop":
+                    fake.trigger(at_broker.order_id)
+                fake.fill(at_broker.order_id, price)
+            await stage.settle(lambda: len([o for o in stage.orders.values() if o["status"] == "COMPLETE"]) == 4)
+        finally:
+            await stage.router.close()
+        return stage
+
+    with KiteFake() as fake:
+        stage = asyncio.run(scenario(fake))
+        at_broker = fake.orders()
+    done = sorted((o["order_type"], o["transaction_type"], o["status"]) for o in stage.orders.values())
+    assert done == [("LIMIT", "SELL", "COMPLETE"), ("MARKET", "BUY", "COMPLETE"), ("MARKET", "BUY", "COMPLETE"),
+                    ("SL-M", "SELL", "COMPLETE")]
+    assert len(at_broker) == 4 and stage.book["holdings"] == []  # flat again
+    assert [n["title"] for n in stage.notes if n["priority"] == "URGENT"] == ["Both exits filled: RELIANCE"]
+
+
+def test_the_kill_switch_cancels_at_the_broker_and_closes():
+    async def scenario(fake):
+        fake.auto_fill_market("2500.00")
+        stage = LiveStage(opener("upstox", fake, bucket=TokenBucket(1000)))
+        try:
+            await enter(stage)
+            stage.add(orjson.dumps({"kind": "risk", "user_id": USER, "state": "HALTED", "reason": "kill switch",
+                                    "at": at(1)}))
+            await stage.settle(lambda: len([o for o in stage.orders.values() if o["status"] != "OPEN"]) == 4)
+        finally:
+            await stage.router.close()
+        return stage
+
+    with make_fake("upstox") as fake:
+        stage = asyncio.run(scenario(fake))
+        at_broker = {o.tag: o.status.value for o in fake.orders()}
+    orders = entered(stage)
+    assert orders["target"]["status"] == orders["stop"]["status"] == "CANCELLED"
+    assert at_broker[orders["target"]["tag"]].upper() == at_broker[orders["stop"]["tag"]].upper() == "CANCELLED"
+    close = [o for o in stage.orders.values() if o["order_type"] == "MARKET" and o["transaction_type"] == "SELL"]
+    assert len(close) == 1 and close[0]["status"] == "COMPLETE" and stage.book["holdings"] == []
+    assert stage.book["trading_state"] == "HALTED"

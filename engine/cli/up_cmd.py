@@ -204,9 +204,24 @@ async def _drain(worker: Any, bootstrap: str, baseline: dict[str, dict[int, int]
     await worker.flush_bars()
     inputs = await _marks(bootstrap, (ORDERS_INPUTS,))  # the order stage decides all that is left
     await _wait_caught_up(worker, ORDERS_INPUTS, baseline[ORDERS_INPUTS], inputs[ORDERS_INPUTS], stop, timeout)
+    await _wait_router(worker, stop, timeout)  # live orders: every command sent, every MARKET order final
     outputs_now = await _marks(bootstrap, OUTPUT_TOPICS)
     for topic in OUTPUT_TOPICS:
         await _wait_caught_up(worker, topic, baseline[topic], outputs_now[topic], stop, timeout)
+
+
+async def _wait_router(worker: Any, stop: asyncio.Event, timeout: float) -> None:
+    """Until the order router has sent every command and every live MARKET order is final at its broker (resting
+    exits stay open there by design); exit 3 if that takes longer than ``timeout`` (docs/orders.md)."""
+    router = worker.order_stage.router
+    deadline = time.monotonic() + timeout
+    while not router.settled() and not stop.is_set():
+        if worker.failure is not None:
+            return  # the worker's own failure is what the run reports
+        if time.monotonic() > deadline:
+            raise Inconsistency(f"--until-drained: live orders still in flight at their brokers after {timeout:.0f}s"
+                                f" ({router.counts})")
+        await asyncio.sleep(0.05)
 
 
 #: where each output topic's rows live

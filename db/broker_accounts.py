@@ -122,6 +122,15 @@ async def disconnect_account(conn: asyncpg.Connection, account_id: str) -> bool:
     return bool(row["connected"])
 
 
+async def account_broker(conn: asyncpg.Connection, account_id: str) -> tuple[uuid.UUID, str | None] | None:
+    """(``broker_id``, ``brokers_broker.name``) of an account, or None when there is no such account.
+    Raises ConfigError for an id that is not a UUID."""
+    row = await conn.fetchrow(
+        "SELECT a.broker_id, b.name FROM public.brokers_userbrokeraccount a"
+        " LEFT JOIN public.brokers_broker b ON b.id = a.broker_id WHERE a.id = $1", _uuid(account_id, "broker account"))
+    return None if row is None else (row["broker_id"], row["name"])
+
+
 async def mark_account_inactive(conn: asyncpg.Connection, account_id: str) -> bool:
     """The broker refused the account's token: make it inactive (its sealed token stays, so the reason is known
     until ``sharewise broker connect`` stores a new one). True if it was active."""

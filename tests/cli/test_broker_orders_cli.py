@@ -112,6 +112,9 @@ def test_kite_orders_beside_ours_and_an_expired_token(demo, tmp_path):  # noqa: 
 
         kite.token_expired()
         expired = sharewise("broker", "orders", account, home=home, database_url=demo)
+    gone = sharewise("broker", "orders", account, home=home, database_url=demo)  # the fake is stopped
+    assert gone.returncode == 2 and gone.stderr.startswith("error: broker_unavailable: kite")
+    assert len(gone.stderr.strip().splitlines()) == 1 and token not in gone.stdout + gone.stderr
     assert expired.returncode == 2 and expired.stdout == ""
     assert expired.stderr.startswith("error: broker_token_expired: kite HTTP 403 TokenException")
     assert len(expired.stderr.strip().splitlines()) == 1 and "Traceback" not in expired.stderr

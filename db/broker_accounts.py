@@ -6,6 +6,7 @@
 * :func:`account_rows` — what ``sharewise broker list`` shows: never a token, the API key masked;
 * :func:`disconnect_account` — inactive, tokens and their expiry wiped. The row stays, since
   ``trading_order.broker_account_id`` cascades on delete and deleting would erase the order history;
+* :func:`account_broker` — an account's broker (``sharewise broker orders``);
 * :func:`account_credentials` — what the order path uses: the tokens opened, held as
   :class:`engine.credentials.Secret`, so a log line or an error cannot show them.
 

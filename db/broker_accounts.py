@@ -6,6 +6,7 @@
 * :func:`account_rows` — what ``sharewise broker list`` shows: never a token, the API key masked;
 * :func:`disconnect_account` — inactive, tokens and their expiry wiped. The row stays, since
   ``trading_order.broker_account_id`` cascades on delete and deleting would erase the order history;
+* :func:`account_broker` — an account's broker (``sharewise broker orders``);
 * :func:`account_credentials` — what the order path uses: the tokens opened, held as
   :class:`engine.credentials.Secret`, so a log line or an error cannot show them.
 
@@ -120,6 +121,15 @@ async def disconnect_account(conn: asyncpg.Connection, account_id: str) -> bool:
             "UPDATE public.brokers_userbrokeraccount SET is_active = FALSE, access_token = NULL, refresh_token = NULL,"
             " token_expires_at = NULL, updated_at = now() WHERE id = $1", ident)
     return bool(row["connected"])
+
+
+async def account_broker(conn: asyncpg.Connection, account_id: str) -> tuple[uuid.UUID, str | None] | None:
+    """(``broker_id``, ``brokers_broker.name``) of an account, or None when there is no such account.
+    Raises ConfigError for an id that is not a UUID."""
+    row = await conn.fetchrow(
+        "SELECT a.broker_id, b.name FROM public.brokers_userbrokeraccount a"
+        " LEFT JOIN public.brokers_broker b ON b.id = a.broker_id WHERE a.id = $1", _uuid(account_id, "broker account"))
+    return None if row is None else (row["broker_id"], row["name"])
 
 
 async def mark_account_inactive(conn: asyncpg.Connection, account_id: str) -> bool:

@@ -6,7 +6,7 @@
   (``engine.trading_state``: ``state``, ``reason``, ``changed_at``), loaded by the order stage at start
   and written by ``sharewise risk``; the effective columns belong to the portfolios sink (sinks.orders);
 * :func:`user_id_by_email`, and what ``sharewise orders|positions|risk status`` show:
-  :func:`order_rows`, :func:`books`, :func:`trading_states`.
+  :func:`order_rows`, :func:`books`, :func:`trading_states`; ``sharewise broker orders``: :func:`account_orders`.
 
 All SQL is parameterised; every function takes an open asyncpg connection and leaves its
 transaction handling to the caller.
@@ -143,6 +143,27 @@ async def order_rows(conn: asyncpg.Connection, *, user_id: str | None = None, st
         " LIMIT $3",
         None if user_id is None else _uuid_param(user_id), status, limit,
     )
+    return [dict(r) for r in rows]
+
+
+#: what :func:`account_orders` reads of each order
+ACCOUNT_ORDER_COLUMNS = ("id", "broker_order_id", "symbol", "transaction_type", "order_type", "quantity", "status",
+                         "filled_quantity", "average_price", "order_timestamp", "rejection_reason")
+
+
+async def account_orders(conn: asyncpg.Connection, account_id: str, start: datetime,
+                         end: datetime) -> list[dict[str, Any]]:
+    """The ``trading_order`` rows of one broker account with ``start <= order_timestamp < end``, oldest first,
+    with the columns of :data:`ACCOUNT_ORDER_COLUMNS` (``id`` a UUID)."""
+    try:
+        ident = uuid.UUID(str(account_id))
+    except ValueError:
+        raise ConfigError("a broker account id is a UUID") from None
+    columns = ", ".join(ACCOUNT_ORDER_COLUMNS)
+    rows = await conn.fetch(
+        f"SELECT {columns} FROM public.trading_order WHERE broker_account_id = $1"
+        " AND order_timestamp >= $2 AND order_timestamp < $3 ORDER BY order_timestamp, id",
+        ident, start, end)
     return [dict(r) for r in rows]
 
 

@@ -23,6 +23,8 @@ variable                       meaning                                     defau
 ``SHAREWISE_SEND_TIMEOUT``     seconds before an undelivered send fails    ``30``
 ``SHAREWISE_DRAIN_TIMEOUT``    ``--until-drained``: seconds without progress before exit 3  ``120``
 ``SHAREWISE_PAPER_CASH``       starting cash (₹) of a paper portfolio      ``1000000``
+``SHAREWISE_KITE_API_SECRET``  the Kite Connect app's secret: postbacks    (postbacks off)
+``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
 =============================  ==========================================  =========================
 """
 
@@ -71,6 +73,9 @@ class Settings:
     send_timeout_s: float = 30.0
     drain_timeout_s: float = 120.0
     paper_cash: Decimal = Decimal("1000000")
+    #: the platform's Kite Connect app secret: verifies postbacks (docs/orders.md); None: no postback listener
+    kite_api_secret: str | None = field(default=None, repr=False)
+    postback_port: int = 8766
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -108,6 +113,8 @@ class Settings:
             send_timeout_s=max(_float(env, "SHAREWISE_SEND_TIMEOUT", 30.0), 1.0),
             drain_timeout_s=max(_float(env, "SHAREWISE_DRAIN_TIMEOUT", 120.0), 1.0),
             paper_cash=_money(env, "SHAREWISE_PAPER_CASH", Decimal("1000000")),
+            kite_api_secret=env.get("SHAREWISE_KITE_API_SECRET") or None,
+            postback_port=_int(env, "SHAREWISE_POSTBACK_PORT", 8766, minimum=0),
         )
 
     @property
@@ -140,6 +147,7 @@ class Settings:
             "jwt_secret": "from SHAREWISE_JWT_SECRET" if self.jwt_secret else "generated under HOME",
             "secret_key": "from SHAREWISE_SECRET_KEY" if self.secret_key else "generated under HOME",
             "metrics": "off" if self.metrics_port is None else f"{self.metrics_host}:{self.metrics_port}",
+            "kite_postbacks": f"{self.ws_host}:{self.postback_port}" if self.kite_api_secret else "off",
         }
 
 

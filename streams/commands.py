@@ -45,15 +45,21 @@ async def send_risk_command(bootstrap: str, message: dict, *, timeout: float = 1
     (:class:`EngineError` when it refuses the message).
     """
     key, value = risk_command_bytes(message)
+    await send_order_input(bootstrap, key, value, "risk command", timeout=timeout)
+
+
+async def send_order_input(bootstrap: str, key: bytes, value: bytes, what: str, *, timeout: float = 10.0) -> None:
+    """Produce one ``orders.inputs`` message (a risk command, a broker's postback), acks=all; raises
+    :class:`ServiceUnavailable` or :class:`EngineError` as :func:`send_risk_command` does."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(producer.start(), timeout)
         await asyncio.wait_for(producer.send_and_wait(ORDERS_INPUTS, value, key=key), timeout)
     except (KafkaConnectionError, KafkaTimeoutError, TimeoutError, OSError) as exc:
-        raise ServiceUnavailable("Kafka", bootstrap, f"risk command to {ORDERS_INPUTS}: {exc or type(exc).__name__}"
+        raise ServiceUnavailable("Kafka", bootstrap, f"{what} to {ORDERS_INPUTS}: {exc or type(exc).__name__}"
                                  ) from exc
     except KafkaError as exc:
-        raise EngineError(f"Kafka at {bootstrap} refused the risk command to {ORDERS_INPUTS}: {exc}") from exc
+        raise EngineError(f"Kafka at {bootstrap} refused the {what} to {ORDERS_INPUTS}: {exc}") from exc
     finally:
         try:
             await asyncio.wait_for(producer.stop(), timeout)

@@ -9,7 +9,8 @@ is idempotent by tag in the adapter (it lists the day's orders first), and after
 sends a place again only for orders no answer ever acknowledged.
 
 * **fills** are polled: each lane lists its account's day orders once per ``poll_s`` while it follows any
-  order, and delivers an order when its status or filled quantity changed;
+  order, and delivers an order when its status or filled quantity changed; a ``refresh`` (a Kite postback
+  said an order changed) reads that order at once;
 * **token refused** (``reason`` ``broker_token_expired`` on the adapter's error): the lane goes dead, the
   account is marked inactive (``mark_inactive``), every order on it is rejected with that reason, its
   cancels and follows are parked; the lane looks at the account again (``reopen_s``) and resumes them once
@@ -187,6 +188,8 @@ class LiveRouter:
             await self._place(lane, adapter, partition, user, tag, cmd["order"], market)
         elif op == "cancel":
             await self._cancel(lane, adapter, partition, user, tag, cmd.get("broker_order_id"))
+        elif op == "refresh":
+            await self._refresh(lane, adapter, partition, user, tag, market)
         else:
             lane.follows.setdefault(tag, _Followed(partition, user, market))
 
@@ -252,6 +255,23 @@ class LiveRouter:
             self.counts["cancelled"] += 1
             await self._answer(lane, partition, user, done, False)
             return
+
+    async def _refresh(self, lane: _Lane, adapter: BrokerAdapter, partition: int, user: str, tag: str,
+                       market: bool) -> None:
+        """Read one order's state now (a postback said it changed); a failure leaves it to the next poll."""
+        try:
+            found = await adapter.orders_by_tag(tag)
+        except TransientError as exc:
+            log.warning("refreshing %s at %s: %s; the next poll reads it", tag, lane.account, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - classified by its reason
+            if _refusal(exc) != TOKEN_EXPIRED:
+                raise
+            self._kill(lane, TOKEN_EXPIRED, str(exc))
+            await self.mark_inactive(lane.account)
+            return
+        if found:
+            await self._answer(lane, partition, user, found[0], market)
 
     async def _refused(self, lane: _Lane, partition: int, user: str, tag: str, reason: str, exc: Exception) -> None:
         if reason == TOKEN_EXPIRED:

@@ -509,11 +509,19 @@ class Desk:
             out.append(broker_command(op, self.user_id, order))
         return out
 
-    def on_broker(self, update: BrokerUpdate, at_ns: int) -> None:
-        """Apply the broker's answer about a live order, at market time ``at_ns``; repeats change nothing."""
+    def refresh(self, tag: str, account: str) -> dict[str, Any] | None:
+        """A ``refresh`` command for a live order in flight of ``account`` (the broker said it changed), or None."""
+        _, order = self._live_order(tag)
+        if order is None or order.status in _FINAL or order.account != account:
+            return None
+        return broker_command("refresh", self.user_id, order)
+
+    def on_broker(self, update: BrokerUpdate, at_ns: int, *, account: str | None = None) -> None:
+        """Apply the broker's answer about a live order, at market time ``at_ns``; repeats change nothing, and so
+        does an answer from another account than the order's (``account``, when the answer names one)."""
         self.enter(at_ns)
         pos, order = self._live_order(update.tag)
-        if order is None or order.status in _FINAL:
+        if order is None or order.status in _FINAL or (account is not None and order.account != account):
             return
         if update.broker_order_id:
             order.broker_id = update.broker_order_id
@@ -730,7 +738,8 @@ class BrokerUpdate:
 
 
 def broker_command(op: str, user_id: str, order: Order) -> dict[str, Any]:
-    """A ``broker`` output: ``place`` (with the order as the port takes it), ``cancel`` or ``follow`` a live order."""
+    """A ``broker`` output: ``place`` (with the order as the port takes it), ``cancel``, ``follow`` or ``refresh`` (read
+    its state now) a live order."""
     doc: dict[str, Any] = {"op": op, "account": order.account, "user_id": user_id, "tag": order.tag,
                            "broker_order_id": order.broker_id, "order_type": order.order_type}
     if op == "place":

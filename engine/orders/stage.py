@@ -28,6 +28,7 @@ from engine.orders.charges import NSE_EQUITY, ChargeTable
 from engine.orders.desk import BrokerUpdate, Desk, MinuteBar, Quote, TradeSignal, iso
 from engine.orders.execution import Execution
 from engine.orders.risk import RiskLimits, TradingState
+from engine.ports import BrokerOrder
 from engine.strategy.signals import round_price
 
 #: the ``through`` of a source whose input has ended (``up --until-drained`` flushed it)
@@ -86,6 +87,8 @@ class PartitionBooks:
                 self._add_clock(throughs, doc["bars"], doc.get("partitions"))
             elif kind == "risk":
                 self._command(doc)
+            elif kind == "broker":
+                self._broker(doc)
             else:
                 raise BadData("unknown_kind", f"orders.inputs message of kind {kind!r}")
         except (ValueError, KeyError, TypeError, ArithmeticError, ConfigError) as exc:
@@ -165,6 +168,17 @@ class PartitionBooks:
         desk.on_broker(update, max(self.watermark, desk.as_of))
         self._touched[user_id] = desk
         self._reindex(desk)
+
+    def _broker(self, doc: dict[str, Any]) -> None:
+        """A broker's word that came through the log (a Kite postback): the order's state is read again from the
+        broker (a ``refresh`` command), since a postback's checksum covers only its order id and time, not the
+        fill it reports. It makes a fill known at once instead of at the next poll."""
+        u = doc["update"]
+        user, tag = str(doc["user_id"]), str(u["tag"])
+        desk = self.desks.get(user)
+        if desk is not None and (command := desk.refresh(tag, str(doc["account"]))) is not None:
+            desk.out.append(("broker", command))
+            self._touched[user] = desk
 
     def live_commands(self) -> list[Output]:
         """The broker commands that resume every live order in flight (at a take-over: engine.orders.desk)."""
@@ -322,6 +336,16 @@ def _time_of(event: Any) -> int:
 
 def signal_input(source: int, execution: Execution, signal_message: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "signal", "source": source, "execution": execution.to_json(), "signal": signal_message}
+
+
+def broker_input(user_id: str, account: str, order: BrokerOrder) -> dict[str, Any]:
+    """A ``broker`` input: what a broker said about a live order outside the router's polls (a Kite postback)."""
+    return {"kind": "broker", "user_id": user_id, "account": account, "update": {
+        "tag": order.tag, "status": order.status, "broker_order_id": order.broker_order_id,
+        "filled_quantity": order.filled_quantity,
+        "average_price": None if order.average_price is None else str(order.average_price),
+        "exchange_timestamp": None if order.updated_at is None else order.updated_at.isoformat(),
+        "reason": order.rejection_reason}}
 
 
 def clock_input(throughs: Mapping[int, int | None], bars: list[dict[str, Any]],

@@ -12,6 +12,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+
 from typing import Any, Mapping
 
 from engine.credentials import Credentials, Secret
@@ -101,3 +105,23 @@ class KiteAdapter(HttpBrokerAdapter):
         return broker_order(str(row["order_id"]), row.get("tag") or "", our_status(row.get("status")),
                             int_or_zero(row.get("filled_quantity")), decimal_or_none(row.get("average_price")),
                             row.get("status_message"), at)
+
+
+class PostbackRefused(Exception):
+    """A postback that is not Kite's: unreadable, incomplete, or its checksum does not verify."""
+
+
+def kite_postback(body: bytes, api_secret: str) -> tuple[str, BrokerOrder]:
+    """(Kite user id, the order) of a postback, once ``checksum`` = sha256(order_id + order_timestamp + api_secret)
+    verifies (https://kite.trade/docs/connect/v3/postbacks/); raises :class:`PostbackRefused`. The payload's order
+    fields are those of an order book row."""
+    try:
+        payload = json.loads(body)
+        order_id, stamp, checksum = str(payload["order_id"]), str(payload["order_timestamp"]), str(payload["checksum"])
+        user = str(payload["user_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PostbackRefused(f"not a Kite postback ({type(exc).__name__}: {exc})") from None
+    expected = hashlib.sha256(f"{order_id}{stamp}{api_secret}".encode()).hexdigest()
+    if not hmac.compare_digest(expected, checksum.lower()):
+        raise PostbackRefused(f"postback of order {order_id}: the checksum does not verify")
+    return user, KiteAdapter._order(None, payload)  # type: ignore[arg-type]  # reads the row only

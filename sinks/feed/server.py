@@ -31,6 +31,7 @@ from sinks.feed.config import FeedConfig
 from sinks.feed.connection import FeedConnection, FeedHub
 from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
+from sinks.feed.postbacks import PATH as POSTBACK_PATH, PostbackListener
 from sinks.feed.protocol import CLOSE_GOING_AWAY
 from db.connect import RETRYABLE
 from sinks.feed.secret import load_secret
@@ -56,6 +57,7 @@ class FeedServer:
         self._server: Server | None = None
         self.hub: FeedHub | None = None
         self.ingest: FeedIngest | None = None
+        self.postbacks: PostbackListener | None = None  # with SHAREWISE_KITE_API_SECRET (sinks/feed/postbacks.py)
 
     @property
     def port(self) -> int:
@@ -94,9 +96,21 @@ class FeedServer:
             raise ConfigError(f"the feed server cannot listen on {self._host}:{self._port} ({exc.strerror or exc}):"
                               " set SHAREWISE_WS_HOST / SHAREWISE_WS_PORT") from exc
         log.info("feed server listening on %s", self.address)
+        if self._settings.kite_api_secret:
+            self.postbacks = PostbackListener(pool, self._bootstrap, self._settings.kite_api_secret)
+            try:
+                await self.postbacks.start(self._host, self._settings.postback_port)
+            except OSError as exc:
+                raise ConfigError(f"the Kite postback listener cannot listen on {self._host}:"
+                                  f"{self._settings.postback_port} ({exc.strerror or exc}): set SHAREWISE_POSTBACK_PORT"
+                                  ) from exc
+            log.info("Kite postbacks accepted on http://%s:%d%s", self._host, self.postbacks.port, POSTBACK_PATH)
 
     async def stop(self) -> None:
         """Close every client with 1001, stop the reader and background tasks, close the pool. Idempotent."""
+        if self.postbacks is not None:
+            await self.postbacks.stop()
+            self.postbacks = None
         if self._server is not None:
             self._server.close()  # closes open connections with 1001 (going away)
             await self._server.wait_closed()

@@ -177,6 +177,8 @@ class Position:
     stop_price: Decimal | None = None
     exits_placed: bool = False
     closing: str | None = None  # why it is being closed: close, squareoff, halt, race
+    renewed: int = 0  # exits placed again after the broker ended them (a DAY order expires with the session)
+    renewing: bool = False  # an exit ended without us: both are placed again once neither is open
     closing_ns: int = 0
     close_signal: dict[str, Any] | None = None  # the closing signal's message (a close by signal)
 
@@ -480,7 +482,8 @@ class Desk:
 
     def _live_exit(self, pos: Position, side: str, kind: str, leg: str, at_ns: int, *, price: Decimal | None = None,
                    trigger: Decimal | None = None) -> Order:
-        order = Order(order_key(f"{pos.entry_id}|{leg}"), self.user_id, pos.symbol, pos.product, kind, side,
+        key = f"{pos.entry_id}|{leg}" if not pos.renewed else f"{pos.entry_id}|{leg}|{pos.renewed}"  # a new tag
+        order = Order(order_key(key), self.user_id, pos.symbol, pos.product, kind, side,
                       pos.quantity, at_ns, pos.signal_id, False, pos.strategy_id, pos.strategy_name, price=price,
                       trigger_price=trigger, account=pos.account)
         self._emit(order, at_ns)
@@ -602,6 +605,18 @@ class Desk:
                        "URGENT" if what == "exit" else "HIGH", at_ns)
         if pos is not None and order is pos.pending:
             del self.positions[(pos.strategy_key, pos.symbol)]
+        elif pos is not None and order in (pos.target, pos.stop) and pos.closing is None:
+            if order.status == "CANCELLED" and not order.cancelling:
+                # the broker ended an exit nobody cancelled (a DAY order expired with the session, a CNC position
+                # carried over): both exits are placed again, under new tags, so the position stays protected
+                pos.renewing = True
+                for other in (pos.target, pos.stop):
+                    if other is not None and other.status not in _FINAL:
+                        self._cancel(other)
+            if pos.renewing and all(o is None or o.status in _FINAL for o in (pos.target, pos.stop)):
+                pos.renewed, pos.renewing = pos.renewed + 1, False
+                pos.target = pos.stop = None
+                pos.exits_placed = False
 
     def _token_expired(self, account: str, at_ns: int) -> None:
         if account in self.expired:

@@ -475,3 +475,32 @@ def test_a_kite_postback_through_the_log_reads_the_fill_at_once():
     assert (entry["status"], entry["filled_quantity"], entry["average_price"]) == ("COMPLETE", 10, "2501.50")
     assert [o["status"] for o in stage.history if o["id"] == entry["id"]] == ["PENDING", "OPEN", "COMPLETE"]
     assert stage.book["holdings"][0]["quantity"] == 10
+
+
+def test_exits_the_broker_ended_are_placed_again_under_new_tags():
+    """A DAY exit expires with the session at the broker (a CNC position carried over): nobody cancelled it, so
+    both exits are placed again, under new tags (the old ones stay cancelled at the broker)."""
+    async def scenario(fake):
+        fake.auto_fill_market("2500.00")
+        stage = LiveStage(opener("zerodha", fake, bucket=TokenBucket(1000)))
+        try:
+            await enter(stage)
+            first = entered(stage)
+            with fake.lock:  # the exchange's end of day: the open target is cancelled (expired) by the broker
+                fake.cancel_order(fake.find(first["target"]["broker_order_id"]))
+            await stage.settle(lambda: len([o for o in stage.orders.values()
+                                            if o["order_type"] in ("LIMIT", "SL-M") and o["status"] == "OPEN"]) == 2
+                               and first["stop"]["id"] in stage.orders
+                               and stage.orders[first["stop"]["id"]]["status"] == "CANCELLED")
+        finally:
+            await stage.router.close()
+        return stage, first
+
+    with KiteFake() as fake:
+        stage, first = asyncio.run(scenario(fake))
+        at_broker = {o.tag: o.status.value for o in fake.orders()}
+    resting = [o for o in stage.orders.values() if o["order_type"] in ("LIMIT", "SL-M") and o["status"] == "OPEN"]
+    assert {o["tag"] for o in resting}.isdisjoint({first["target"]["tag"], first["stop"]["tag"]})
+    assert sorted(o["order_type"] for o in resting) == ["LIMIT", "SL-M"]
+    assert all(at_broker[o["tag"]] in ("OPEN", "TRIGGER PENDING") for o in resting) and len(at_broker) == 5
+    assert stage.book["holdings"][0]["quantity"] == 10

@@ -89,3 +89,8 @@ def test_up_routes_a_live_row_through_its_broker_once_per_order(tmp_path: Path, 
     assert book["available_cash"] == cash and all(f["fees"] > 0 for f in filled)
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "home").rglob("*.log"))
     assert CANARY not in done.stdout + done.stderr + logs
+    stored = asyncio.run(_query(pg_dsn, "SELECT access_token FROM brokers_userbrokeraccount WHERE id = $1::uuid", account))
+    assert stored[0]["access_token"].startswith("v1:") and CANARY not in stored[0]["access_token"]
+    for table in ("trading_order", "notifications_notification", "portfolios_portfolio", "trading_signal"):
+        [hit] = asyncio.run(_query(pg_dsn, f"SELECT count(*) AS n FROM {table} t WHERE t::text LIKE $1", f"%{CANARY}%"))
+        assert hit["n"] == 0, table

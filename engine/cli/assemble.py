@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import logging
 from typing import Any
@@ -17,8 +18,16 @@ from engine.strategy.runner import Deployment, StrategyRunner
 log = logging.getLogger("sharewise")
 
 _ACTIVE_STRATEGIES = (
-    "SELECT id, user_id, name, parameters, entry_conditions, exit_conditions, risk_management, is_active"
-    " FROM strategies_strategy WHERE is_active ORDER BY created_at, id"
+    "SELECT id, user_id, name, strategy_type, parameters, entry_conditions, exit_conditions, risk_management,"
+    " is_active FROM strategies_strategy WHERE is_active ORDER BY created_at, id"
+)
+_MODELS = (
+    "SELECT id::text AS id, user_id::text AS user_id, name, model_type, features, hyperparameters, file_path"
+    " FROM ai_studio_mlmodel WHERE id = ANY($1::uuid[])"
+)
+_LEASES = (
+    "SELECT id::text AS id, model_id::text AS model_id, lessee_id::text AS lessee_id, start_date, end_date,"
+    " coalesce(is_active, TRUE) AS is_active FROM ai_studio_modellease WHERE model_id = ANY($1::uuid[])"
 )
 
 
@@ -40,15 +49,62 @@ async def active_deployments(dsn: str) -> tuple[list[Deployment], list[InvalidSt
     conn = await connect(dsn)
     try:
         rows = [dict(r) for r in await conn.fetch(_ACTIVE_STRATEGIES)]
+        for row in rows:
+            row["id"], row["user_id"] = str(row["id"]), str(row["user_id"]) if row["user_id"] else None
+        models = await model_catalog(conn, rows)
     finally:
         await conn.close()
-    for row in rows:
-        row["id"], row["user_id"] = str(row["id"]), str(row["user_id"]) if row["user_id"] else None
     errors: list[InvalidStrategyRow] = []
-    deployments = deployments_from_rows(rows, errors)
+    deployments = deployments_from_rows(rows, errors, models)
     for err in errors:
         log.warning("strategy row skipped: %s", err)
     return deployments, errors
+
+
+async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
+    """The models the active ML rows name, loaded (file read, sha256 checked, onnxruntime session), and their
+    leases (engine.models.runtime.ModelCatalog). A model that cannot be loaded is an error of the rows naming it."""
+    import uuid
+
+    import orjson
+
+    from engine.errors import ConfigError
+    from engine.models.runtime import DEFAULT_LABELS, Lease, ModelCatalog, ModelMeta, ModelRuntime
+
+    wanted = set()
+    for row in rows:
+        if str(row.get("strategy_type") or "").upper() != "ML":
+            continue
+        params = row.get("parameters")
+        params = orjson.loads(params) if isinstance(params, (str, bytes)) else params
+        try:
+            wanted.add(str(uuid.UUID(str((params or {}).get("model")))))
+        except (ValueError, AttributeError):
+            continue  # the loader names the bad parameters.model
+    catalog = ModelCatalog()
+    if not wanted:
+        return catalog
+    for m in await conn.fetch(_MODELS, sorted(wanted)):
+        hyper = _json_value(m["hyperparameters"]) or {}
+        path = Path(m["file_path"] or "")
+        meta = ModelMeta(m["id"], m["user_id"], m["name"], path.stem, str(m["model_type"]).upper(),
+                         tuple(_json_value(m["features"]) or ()), hyper.get("threshold"),
+                         dict(hyper.get("labels") or DEFAULT_LABELS))
+        try:
+            catalog.models[m["id"]] = (meta, ModelRuntime(meta, path.read_bytes()))
+        except OSError as exc:
+            catalog.errors[m["id"]] = f"its file {path} cannot be read ({exc.strerror or exc})"
+        except ConfigError as exc:
+            catalog.errors[m["id"]] = str(exc)
+    catalog.leases = [Lease(r["id"], r["model_id"], r["lessee_id"], r["start_date"], r["end_date"], r["is_active"])
+                      for r in await conn.fetch(_LEASES, sorted(wanted))]
+    return catalog
+
+
+def _json_value(value: Any) -> Any:
+    import orjson
+
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def tune_gc() -> None:

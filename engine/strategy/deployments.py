@@ -28,6 +28,7 @@ import orjson
 
 from engine.domain import Timeframe
 from engine.errors import ConfigError
+from engine.models.runtime import ModelCatalog
 from engine.orders.execution import Execution
 from engine.strategy import discovery
 from engine.strategy.api import DocumentError, Risk, Strategy
@@ -62,16 +63,18 @@ class InvalidStrategyRow(ConfigError):
 
 
 def deployments_from_rows(
-    rows: Iterable[Mapping[str, Any]], errors: list[InvalidStrategyRow] | None = None
+    rows: Iterable[Mapping[str, Any]], errors: list[InvalidStrategyRow] | None = None,
+    models: ModelCatalog | None = None,
 ) -> list[Deployment]:
     """Deployments of the active, valid rows, in row order. Invalid rows go to ``errors`` (when given).
+    ``models``: the models and leases an ML row may name (engine.models.runtime).
 
     Never raises for a bad row.
     """
     deployments = []
     for row in rows:
         try:
-            deployment = deployment_from_row(row)
+            deployment = deployment_from_row(row, models)
         except InvalidStrategyRow as exc:
             if errors is not None:
                 errors.append(exc)
@@ -81,8 +84,12 @@ def deployments_from_rows(
     return deployments
 
 
-def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
-    """The deployment of one row, None if inactive; raise :class:`InvalidStrategyRow`."""
+def deployment_from_row(row: Mapping[str, Any], models: ModelCatalog | None = None) -> Deployment | None:
+    """The deployment of one row, None if inactive; raise :class:`InvalidStrategyRow`.
+
+    A row of ``strategy_type`` ``ML`` deploys ``parameters.model`` (an id of ``models``): its user must own the
+    model or hold a lease on it, and a lessee's row runs only on bars inside a lease (engine/models/strategy.py).
+    """
     if not isinstance(row, Mapping):
         raise InvalidStrategyRow({}, "$", f"a row must be a mapping, got {type(row).__name__}")
     if not row.get("is_active", False):
@@ -93,7 +100,11 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
         raise InvalidStrategyRow(row, "parameters", "must be an object")
     try:
         risk = Risk.from_json(docs["risk_management"] or {})
-        if docs["entry_conditions"]:
+        model_name = None
+        if str(row.get("strategy_type") or "").upper() == "ML":
+            strategy, rule_timeframe = _model(row, params, risk, models), None
+            model_name = strategy.meta.name  # type: ignore[attr-defined]
+        elif docs["entry_conditions"]:
             strategy, rule_timeframe = _declarative(docs, params, risk)
         else:
             strategy, rule_timeframe = _named(params, risk), None
@@ -104,7 +115,7 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
         raise InvalidStrategyRow(row, exc.path, exc.problem) from None
     return Deployment(
         strategy=strategy,
-        name=str(row.get("name") or strategy.name),
+        name=model_name or str(row.get("name") or strategy.name),
         timeframes=timeframes,
         symbols=symbols,
         user_id=_text(row.get("user_id")),
@@ -112,6 +123,31 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment | None:
         revision=_revision(row, docs),
         execution=execution,
     )
+
+
+def _model(row: Mapping[str, Any], params: Mapping[str, Any], risk: Risk, models: ModelCatalog | None) -> Strategy:
+    from engine.models.strategy import ModelStrategy
+
+    model_id = params.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise DocumentError("parameters.model", "an ML row names its model's id (sharewise model list)")
+    if models is not None and model_id in models.errors:
+        raise DocumentError("parameters.model", f"model {model_id} cannot run: {models.errors[model_id]}")
+    found = None if models is None else models.models.get(model_id)
+    if found is None:
+        raise DocumentError("parameters.model", f"no model {model_id}")
+    meta, runtime = found
+    user = _text(row.get("user_id"))
+    leases = None
+    if user != meta.owner_id:
+        leases = models.leases_of(model_id, user or "")  # type: ignore[union-attr]
+        if not leases:
+            raise DocumentError("parameters.model", f"the row's user neither owns model {model_id} ({meta.name}) nor"
+                                                    " holds a lease on it")
+    try:
+        return ModelStrategy(meta, runtime, leases, risk)
+    except ConfigError as exc:
+        raise DocumentError("parameters.model", str(exc)) from None
 
 
 def _named(params: Mapping[str, Any], risk: Risk) -> Strategy:
@@ -176,7 +212,7 @@ def _symbols(params: Mapping[str, Any]) -> frozenset[str] | None:
 
 def _revision(row: Mapping[str, Any], docs: Mapping[str, Any]) -> str:
     """A digest of what defines the deployment: name, owner and the JSON columns."""
-    content = {"name": row.get("name"), "user_id": _text(row.get("user_id")), **docs}
+    content = {"name": row.get("name"), "user_id": _text(row.get("user_id")), "type": row.get("strategy_type"), **docs}
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
 
 

@@ -254,15 +254,59 @@ class StrategyRunner:
         if not bars:
             return []
         table = self._table(bars, rows, columns)
-        emitted: list[EmittedSignal] = []
-        for bar, row in zip(bars, table.tolist()):
+        emitted: list[tuple[tuple[int, int], list[EmittedSignal]]] = []
+        batches: dict[int, list[tuple[tuple[int, int], _Slot, Bar, IndicatorView, list[float], Any]]] = {}
+        order = {key: i for i, key in enumerate(self._slots)}
+        for i, (bar, row) in enumerate(zip(bars, table.tolist())):
             key = series_key(bar.symbol, bar.timeframe.label)
             view = IndicatorView(self._layout.index, row, self._prev.get(key))
             for slot in self._route(bar.symbol, bar.timeframe):
-                if not slot.disabled:
-                    emitted.extend(self._evaluate(slot, bar, view))
+                if slot.disabled:
+                    continue
+                at = (i, order[slot.deployment.key])
+                runtime = getattr(slot.deployment.strategy, "model_runtime", None)
+                if runtime is None:
+                    emitted.append((at, self._evaluate(slot, bar, view)))
+                elif (item := self._model_item(slot, bar, view)) is not None:
+                    batches.setdefault(id(runtime), []).append((at, slot, bar, view, *item))
             self._prev[key] = row
-        return emitted
+        for items in batches.values():
+            emitted += self._evaluate_model(items)
+        emitted.sort(key=lambda e: e[0])  # bar order, then deployment order, whichever way they were evaluated
+        return [signal for _, signals in emitted for signal in signals]
+
+    @staticmethod
+    def _model_item(slot: _Slot, bar: Bar, view: IndicatorView) -> tuple[list[float], Any] | None:
+        """(feature values, lease) of a bar a model deployment evaluates, or None (warm-up, or no lease covers it)."""
+        strategy: Any = slot.deployment.strategy
+        lease = strategy.lease_for(bar)
+        if isinstance(lease, str):
+            return None
+        values = strategy.features(view)
+        return None if values is None else (values, lease)
+
+    def _evaluate_model(self, items: list[Any]) -> list[tuple[tuple[int, int], list[EmittedSignal]]]:
+        """One run of a model over the bars of all its deployments in this batch (engine/models/strategy.py)."""
+        strategy: Any = items[0][1].deployment.strategy
+        rows = np.asarray([item[4] for item in items], dtype=np.float32)
+        try:
+            with guarded() as attempt:
+                predictions = strategy.model_runtime.predict(rows)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a model's failure is each deployment's failure
+            for slot in {id(item[1]): item[1] for item in items}.values():
+                bar = next(item[2] for item in items if item[1] is slot)
+                self._fail(slot, FailureKind.ERROR, f"the model run raised {_describe(exc)}", bar)
+            return []
+        if attempt.event is not None:
+            for slot in {id(item[1]): item[1] for item in items}.values():
+                self._fail(slot, FailureKind.IO, f"refused I/O {attempt.event}", items[0][2])
+            return []
+        out = []
+        for (at, slot, bar, view, values, lease), (side, confidence) in zip(items, predictions):
+            d = slot.deployment
+            intents = d.strategy.intents_for(bar, view, side, confidence, values, lease)  # type: ignore[attr-defined]
+            out.append((at, [EmittedSignal(d.user_id, d.name, d.strategy_id, bar, i, d.execution) for i in intents]))
+        return out
 
     def _table(self, bars: Sequence[Bar], rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
         """Rows in the runner's layout (indicator columns, then bar prices), one fresh array per bar."""

@@ -23,6 +23,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_SEND_TIMEOUT``     seconds before an undelivered send fails    ``30``
 ``SHAREWISE_DRAIN_TIMEOUT``    ``--until-drained``: seconds without progress before exit 3  ``120``
 ``SHAREWISE_PAPER_CASH``       starting cash (₹) of a paper portfolio      ``1000000``
+``SHAREWISE_RELOAD_S``         seconds between reads of strategy rows/leases ``30``
 ``SHAREWISE_KITE_API_SECRET``  the Kite Connect app's secret: postbacks    (postbacks off)
 ``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
 =============================  ==========================================  =========================
@@ -76,6 +77,7 @@ class Settings:
     #: the platform's Kite Connect app secret: verifies postbacks (docs/orders.md); None: no postback listener
     kite_api_secret: str | None = field(default=None, repr=False)
     postback_port: int = 8766
+    reload_s: float = 30.0  # how often a running worker re-reads strategy rows, models and leases
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -115,6 +117,7 @@ class Settings:
             paper_cash=_money(env, "SHAREWISE_PAPER_CASH", Decimal("1000000")),
             kite_api_secret=env.get("SHAREWISE_KITE_API_SECRET") or None,
             postback_port=_int(env, "SHAREWISE_POSTBACK_PORT", 8766, minimum=0),
+            reload_s=max(_float(env, "SHAREWISE_RELOAD_S", 30.0), 0.5),
         )
 
     @property

@@ -109,6 +109,11 @@ class Recovery:
             self.worker.pipeline.clear(inst)
             return False
 
+    async def rebuild(self, partition: int, end: int) -> None:
+        """:meth:`_rebuild` for a live reload of the deployments (EngineWorker.reload): a fresh pipeline is warmed
+        with the partition's ticks it has already applied."""
+        await self._rebuild(partition, end)
+
     async def _rebuild(self, partition: int, end: int) -> None:
         """Re-apply the partition's ticks below ``end`` to empty state, discarding what they produce.
 

@@ -33,6 +33,7 @@ from streams.admin import cluster_id, list_topics
 from streams.emit import OutputSender, Outputs
 from streams.failure import FailureLatch, WorkerFailed
 from streams.hot import HotPath
+from engine.indicators.registry import as_spec
 from streams.live import OpenAccount
 from streams.orders import OrderStage
 from streams.recovery import Recovery
@@ -54,11 +55,12 @@ class EngineWorker:
     """One worker process's Faust app. ``await start()``, watch :attr:`failed`, ``await stop()``."""
 
     def __init__(self, settings: Settings, bootstrap: str, dsn: str, registry: InstrumentRegistry,
-                 make_pipeline: Callable[[], SignalPipeline], *, sinks: Mapping[str, tuple[OutputSink, Rows]],
+                 make_pipeline: Callable[..., SignalPipeline], *, sinks: Mapping[str, tuple[OutputSink, Rows]],
                  checkpoints: CheckpointStore, group_id: str = "sharewise-engine", worker_id: str | None = None,
                  checkpoint_interval: float = 2.0, batch_max: int = 512, track_outputs: bool = False,
                  brokers: OpenAccount | None = None) -> None:
         self.settings, self.bootstrap, self.dsn, self.registry = settings, bootstrap, dsn, registry
+        self.make_pipeline = make_pipeline  # make_pipeline(deployments=None): a fresh pipeline (a reload)
         self.pipeline = make_pipeline()
         self.group_id = group_id
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -263,6 +265,30 @@ class EngineWorker:
         self.order_stage.acknowledge()
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = time.time()
+
+    async def reload(self, deployments: list[Any]) -> str:
+        """Make the running deployments exactly ``deployments`` (rows and leases changed in PostgreSQL), at once.
+
+        When every indicator they read is already computed, the runner swaps them (new ones start warm). Else a
+        fresh pipeline computes the new set: each owned partition's state is rebuilt from the ticks it has
+        applied (streams.recovery, outputs discarded), so new deployments start warm too. Returns what was done.
+        """
+        async with self._lock:
+            runner = self.pipeline.runner
+            wanted = {c for d in deployments for spec in d.strategy.required_indicators() for c in as_spec(spec).columns}
+            if wanted <= set(self.pipeline.columns):
+                runner.replace(deployments)
+                self.outputs.orders = self.outputs.orders or runner.trades
+                return "replaced"
+            old = self.pipeline
+            self.pipeline = self.hot.pipeline = self.make_pipeline(deployments)
+            self.pipeline.warm_up()
+            for partition, state in self._owned.items():
+                done = self.positions[TICKS].get(partition, state.next_offset)
+                await self.recovery.rebuild(partition, done)
+            old.runner.stop()
+            self.outputs.orders = self.outputs.orders or self.pipeline.runner.trades
+            return "rebuilt"
 
     async def flush_bars(self) -> None:
         """End of input: close every open bar of the owned partitions, emit what follows, checkpoint."""

@@ -42,7 +42,7 @@ async def prepare(settings: Settings, dsn: str, bootstrap: str) -> list[str]:
     return applied
 
 
-async def active_deployments(dsn: str) -> tuple[list[Deployment], list[InvalidStrategyRow]]:
+async def active_deployments(dsn: str, *, log_errors: bool = True) -> tuple[list[Deployment], list[InvalidStrategyRow]]:
     """The active strategies of every user, ready to run; invalid rows come back as errors."""
     from db.connect import connect
 
@@ -56,9 +56,45 @@ async def active_deployments(dsn: str) -> tuple[list[Deployment], list[InvalidSt
         await conn.close()
     errors: list[InvalidStrategyRow] = []
     deployments = deployments_from_rows(rows, errors, models)
-    for err in errors:
+    for err in errors if log_errors else ():
         log.warning("strategy row skipped: %s", err)
     return deployments, errors
+
+
+async def keep_deployments_fresh(worker: Any, dsn: str, interval: float) -> None:
+    """Every ``interval`` seconds, read the active strategy rows, models and leases again and make the worker run
+    exactly those (EngineWorker.reload): a row or lease added, changed or ended takes effect without a restart.
+    A database outage skips a round; anything else stops the worker (it fails loudly)."""
+    import asyncio
+
+    from db.connect import retryable
+
+    seen = {(d.key, d.revision) for d in worker.pipeline.runner.deployments}
+    said: set[str] = set()
+    while not worker.failed.is_set():
+        await asyncio.sleep(interval)
+        try:
+            deployments, errors = await active_deployments(dsn, log_errors=False)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not retryable(exc):
+                worker.latch.trip("strategy reload", exc)
+                return
+            log.warning("cannot read the strategy rows (%s); the running ones go on", exc)
+            continue
+        for err in errors:
+            if str(err) not in said:
+                log.warning("strategy row skipped: %s", err)
+        said = {str(err) for err in errors}
+        now = {(d.key, d.revision) for d in deployments}
+        if now != seen:
+            try:
+                done = await worker.reload(deployments)
+            except Exception as exc:  # noqa: BLE001 - a reload that fails half-way must stop the worker
+                worker.latch.trip("strategy reload", exc)
+                return
+            log.info("strategies reloaded (%s): %d active, %d added or changed, %d removed", done, len(deployments),
+                     len(now - seen), len(seen - now))
+            seen = now
 
 
 async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
@@ -91,7 +127,10 @@ async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
                          tuple(_json_value(m["features"]) or ()), hyper.get("threshold"),
                          dict(hyper.get("labels") or DEFAULT_LABELS))
         try:
-            catalog.models[m["id"]] = (meta, ModelRuntime(meta, path.read_bytes()))
+            runtime = _RUNTIMES.get((meta.id, meta.sha256))
+            if runtime is None or runtime.meta != meta:
+                runtime = _RUNTIMES[(meta.id, meta.sha256)] = ModelRuntime(meta, path.read_bytes())
+            catalog.models[m["id"]] = (meta, runtime)
         except OSError as exc:
             catalog.errors[m["id"]] = f"its file {path} cannot be read ({exc.strerror or exc})"
         except ConfigError as exc:
@@ -99,6 +138,10 @@ async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
     catalog.leases = [Lease(r["id"], r["model_id"], r["lessee_id"], r["start_date"], r["end_date"], r["is_active"])
                       for r in await conn.fetch(_LEASES, sorted(wanted))]
     return catalog
+
+
+#: loaded models by (id, sha256): every reload's deployments of a model share one session (one run per batch)
+_RUNTIMES: dict[tuple[str, str], Any] = {}
 
 
 def _json_value(value: Any) -> Any:
@@ -125,8 +168,9 @@ def make_worker(settings: Settings, bootstrap: str, dsn: str, deployments: list[
 
     registry: InstrumentRegistry = load_instruments(settings)
 
-    def make_pipeline() -> SignalPipeline:
-        return SignalPipeline(registry, StrategyRunner(deployments), lateness_s=settings.allowed_lateness_s)
+    def make_pipeline(chosen: list[Deployment] | None = None) -> SignalPipeline:
+        runner = StrategyRunner(deployments if chosen is None else chosen)
+        return SignalPipeline(registry, runner, lateness_s=settings.allowed_lateness_s)
 
     kw.setdefault("brokers", broker_accounts(settings, dsn))
     return EngineWorker(settings, bootstrap, dsn, registry, make_pipeline, sinks=output_sinks(dsn),

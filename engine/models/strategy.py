@@ -36,6 +36,8 @@ class ModelStrategy(Strategy):
         self.model_runtime = runtime
         self.leases = leases
         self.feature_cols = feature_columns(meta.features)
+        self.revision_extra = {"sha256": meta.sha256, "leases": None if leases is None else sorted(
+            (lease.id, lease.start.isoformat(), lease.end.isoformat(), lease.is_active) for lease in leases)}
 
     def indicators(self) -> list[str]:
         return [f for f in self.meta.features if f.lower() not in PRICE_FIELDS]

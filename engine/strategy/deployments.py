@@ -120,7 +120,7 @@ def deployment_from_row(row: Mapping[str, Any], models: ModelCatalog | None = No
         symbols=symbols,
         user_id=_text(row.get("user_id")),
         strategy_id=_text(row.get("id")),
-        revision=_revision(row, docs),
+        revision=_revision(row, docs, getattr(strategy, "revision_extra", None)),
         execution=execution,
     )
 
@@ -210,9 +210,11 @@ def _symbols(params: Mapping[str, Any]) -> frozenset[str] | None:
     return frozenset(s.strip().upper() for s in raw)
 
 
-def _revision(row: Mapping[str, Any], docs: Mapping[str, Any]) -> str:
-    """A digest of what defines the deployment: name, owner and the JSON columns."""
-    content = {"name": row.get("name"), "user_id": _text(row.get("user_id")), "type": row.get("strategy_type"), **docs}
+def _revision(row: Mapping[str, Any], docs: Mapping[str, Any], extra: Any = None) -> str:
+    """A digest of what defines the deployment: name, owner and the JSON columns (for a model, also its file and
+    the lessee's leases: a lease added or ended is a new revision)."""
+    content = {"name": row.get("name"), "user_id": _text(row.get("user_id")), "type": row.get("strategy_type"),
+               "extra": extra, **docs}
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
 
 

@@ -25,6 +25,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_PAPER_CASH``       starting cash (₹) of a paper portfolio      ``1000000``
 ``SHAREWISE_KITE_API_SECRET``  the Kite Connect app's secret: postbacks    (postbacks off)
 ``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
+``SHAREWISE_MODEL_MAX_BYTES``  largest ONNX model file ``model import`` takes  ``52428800`` (50 MB)
 =============================  ==========================================  =========================
 """
 
@@ -76,6 +77,8 @@ class Settings:
     #: the platform's Kite Connect app secret: verifies postbacks (docs/orders.md); None: no postback listener
     kite_api_secret: str | None = field(default=None, repr=False)
     postback_port: int = 8766
+    #: the largest model file ``sharewise model import`` accepts (engine.models.onnx_check)
+    model_max_bytes: int = 50 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -115,6 +118,7 @@ class Settings:
             paper_cash=_money(env, "SHAREWISE_PAPER_CASH", Decimal("1000000")),
             kite_api_secret=env.get("SHAREWISE_KITE_API_SECRET") or None,
             postback_port=_int(env, "SHAREWISE_POSTBACK_PORT", 8766, minimum=0),
+            model_max_bytes=_int(env, "SHAREWISE_MODEL_MAX_BYTES", 50 * 1024 * 1024, minimum=1),
         )
 
     @property

@@ -108,3 +108,29 @@ def test_feature_columns_map_names_to_engine_columns():
 def test_feature_columns_refuse(names, says):
     with pytest.raises(ModelRefused, match=says):
         feature_columns(names)
+
+
+def test_the_size_limit_is_a_setting(tmp_path):
+    from engine.settings import Settings
+
+    assert Settings.from_env({}, default_home=tmp_path).model_max_bytes == 50 * 1024 * 1024
+    assert Settings.from_env({"SHAREWISE_MODEL_MAX_BYTES": "1000"}, default_home=tmp_path).model_max_bytes == 1000
+    with pytest.raises(ConfigError, match="SHAREWISE_MODEL_MAX_BYTES"):
+        Settings.from_env({"SHAREWISE_MODEL_MAX_BYTES": "lots"}, default_home=tmp_path)
+
+
+def test_store_model_is_idempotent_and_readers_check_the_hash(tmp_path, forest):
+    import stat
+
+    from engine.cli.model_store import read_model, relative_path, store_model
+
+    path = store_model(tmp_path, forest)
+    assert path == store_model(tmp_path, forest) == tmp_path / relative_path(hashlib.sha256(forest).hexdigest())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert read_model(tmp_path, relative_path(hashlib.sha256(forest).hexdigest())) == forest
+    path.write_bytes(b"changed")
+    with pytest.raises(ConfigError, match="tampered"):
+        read_model(tmp_path, relative_path(hashlib.sha256(forest).hexdigest()))
+    assert store_model(tmp_path, forest).read_bytes() == forest  # a bad copy is replaced
+    with pytest.raises(ConfigError, match="not one"):
+        read_model(tmp_path, "../../etc/passwd")

@@ -26,6 +26,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_RELOAD_S``         seconds between reads of strategy rows/leases ``30``
 ``SHAREWISE_KITE_API_SECRET``  the Kite Connect app's secret: postbacks    (postbacks off)
 ``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
+``SHAREWISE_MODEL_MAX_BYTES``  largest ONNX model file ``model import`` takes  ``52428800`` (50 MB)
 =============================  ==========================================  =========================
 """
 
@@ -78,6 +79,8 @@ class Settings:
     kite_api_secret: str | None = field(default=None, repr=False)
     postback_port: int = 8766
     reload_s: float = 30.0  # how often a running worker re-reads strategy rows, models and leases
+    #: the largest model file ``sharewise model import`` accepts (engine.models.onnx_check)
+    model_max_bytes: int = 50 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -118,6 +121,7 @@ class Settings:
             kite_api_secret=env.get("SHAREWISE_KITE_API_SECRET") or None,
             postback_port=_int(env, "SHAREWISE_POSTBACK_PORT", 8766, minimum=0),
             reload_s=max(_float(env, "SHAREWISE_RELOAD_S", 30.0), 0.5),
+            model_max_bytes=_int(env, "SHAREWISE_MODEL_MAX_BYTES", 50 * 1024 * 1024, minimum=1),
         )
 
     @property

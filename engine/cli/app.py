@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "engine.cli.orders_cmd",
     "engine.cli.broker_cmd",
     "engine.cli.instruments_cmd",
+    "engine.cli.model_cmd",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Leased ML models: training (sklearn -> ONNX) in the core; the leasing and serving live elsewhere."""

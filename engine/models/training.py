@@ -91,7 +91,13 @@ class TrainedModel:
 
     ``validation_*`` arrays are aligned, one entry per validation row in (time, symbol) order:
     the bar's ``open_ns``, its symbol, the ONNX label (-1/1) and the ONNX probability of 1 (up),
-    so a later backtest can replay the model's calls without running it again.
+    so a later backtest can replay the model's calls without running it again. ``split_ns`` is the
+    first validation bar's time; ``train_last_ns`` the last training bar's and ``train_label_end_ns``
+    the latest bar any training label reads (both before ``split_ns``: no look-ahead).
+    ``onnx_disagreement`` is the share of validation rows where the ONNX label differs from
+    scikit-learn's although scikit-learn's call was not a tie; ``onnx_ties`` the share where
+    scikit-learn's probability was exactly 0.5 (a forest split 50/50: scikit-learn says -1, the
+    float32 sum in ONNX may tip to 1; neither is wrong). Metrics are scikit-learn's.
     """
 
     algorithm: Algorithm
@@ -107,11 +113,14 @@ class TrainedModel:
     purged_rows: int
     dropped_rows: int
     split_ns: int
+    train_last_ns: int
+    train_label_end_ns: int
     validation_times: np.ndarray
     validation_symbols: tuple[str, ...]
     validation_predictions: np.ndarray
     validation_probabilities: np.ndarray
     onnx_disagreement: float
+    onnx_ties: float
     cpu_seconds: float
     peak_rss_bytes: int
 
@@ -200,7 +209,7 @@ def train(
     blob = export_onnx(model, len(names))
     report(90, "checking the ONNX export")
     onnx_labels, onnx_probabilities = run_onnx(blob, x_val)
-    disagreement = float(np.mean(onnx_labels != model.predict(x_val))) if len(y_val) else 0.0
+    disagreement, ties = onnx_disagreement(model, x_val, onnx_labels)
     if disagreement > MAX_DISAGREEMENT:
         raise Inconsistency(f"ONNX export of {algo.value} disagrees with scikit-learn on "
                             f"{disagreement:.2%} of validation rows (at most {MAX_DISAGREEMENT:.1%} allowed)")
@@ -210,10 +219,11 @@ def train(
         sha256=hashlib.sha256(blob).hexdigest(), train_metrics=train_metrics,
         validation_metrics=validation_metrics, feature_importance=importance,
         train_rows=len(train_idx), validation_rows=len(val_idx), purged_rows=purged, dropped_rows=dropped,
-        split_ns=split_ns, validation_times=times[val_idx].copy(),
+        split_ns=split_ns, train_last_ns=int(times[train_idx].max()),
+        train_label_end_ns=int(ends[train_idx].max()), validation_times=times[val_idx].copy(),
         validation_symbols=tuple(symbols[i] for i in val_idx), validation_predictions=onnx_labels,
         validation_probabilities=onnx_probabilities[:, 1].astype(np.float64),
-        onnx_disagreement=disagreement, cpu_seconds=time.process_time() - cpu_start,
+        onnx_disagreement=disagreement, onnx_ties=ties, cpu_seconds=time.process_time() - cpu_start,
         peak_rss_bytes=_peak_rss_bytes(),
     )
 
@@ -226,8 +236,23 @@ def export_onnx(model: ClassifierMixin, n_features: int) -> bytes:
         initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
         options={"zipmap": False},
         target_opset=TARGET_OPSET,
+        name="sharewise_model",  # skl2onnx's default is a random uuid: the same fit must give the same digest
     )
     return onx.SerializeToString()
+
+
+def onnx_disagreement(model: ClassifierMixin, x: np.ndarray, onnx_labels: np.ndarray) -> tuple[float, float]:
+    """(share of rows where ONNX and scikit-learn labels differ outside ties, share of ties) on ``x``.
+
+    A tie is a row scikit-learn scores within 1e-6 of 0.5: its label there is argmax's first
+    class, the ONNX one depends on float32 rounding of the sum of votes.
+    """
+    if not len(x):
+        return 0.0, 0.0
+    up = model.predict_proba(x)[:, list(model.classes_).index(1)]
+    tie = np.abs(up - 0.5) <= 1e-6
+    differ = onnx_labels != model.predict(x)
+    return float(np.mean(differ & ~tie)), float(np.mean(tie))
 
 
 def onnx_session(blob: bytes) -> ort.InferenceSession:

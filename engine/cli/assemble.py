@@ -42,8 +42,10 @@ async def prepare(settings: Settings, dsn: str, bootstrap: str) -> list[str]:
     return applied
 
 
-async def active_deployments(dsn: str, *, log_errors: bool = True) -> tuple[list[Deployment], list[InvalidStrategyRow]]:
-    """The active strategies of every user, ready to run; invalid rows come back as errors."""
+async def active_deployments(dsn: str, *, home: Path | None = None,
+                             log_errors: bool = True) -> tuple[list[Deployment], list[InvalidStrategyRow]]:
+    """The active strategies of every user, ready to run; invalid rows come back as errors. ``home``: where
+    ``sharewise model import`` stored the model files (``SHAREWISE_HOME``), for ML rows."""
     from db.connect import connect
 
     conn = await connect(dsn)
@@ -51,7 +53,7 @@ async def active_deployments(dsn: str, *, log_errors: bool = True) -> tuple[list
         rows = [dict(r) for r in await conn.fetch(_ACTIVE_STRATEGIES)]
         for row in rows:
             row["id"], row["user_id"] = str(row["id"]), str(row["user_id"]) if row["user_id"] else None
-        models = await model_catalog(conn, rows)
+        models = await model_catalog(conn, rows, home)
     finally:
         await conn.close()
     errors: list[InvalidStrategyRow] = []
@@ -61,7 +63,7 @@ async def active_deployments(dsn: str, *, log_errors: bool = True) -> tuple[list
     return deployments, errors
 
 
-async def keep_deployments_fresh(worker: Any, dsn: str, interval: float) -> None:
+async def keep_deployments_fresh(worker: Any, dsn: str, interval: float, home: Path | None = None) -> None:
     """Every ``interval`` seconds, read the active strategy rows, models and leases again and make the worker run
     exactly those (EngineWorker.reload): a row or lease added, changed or ended takes effect without a restart.
     A database outage skips a round; anything else stops the worker (it fails loudly)."""
@@ -74,7 +76,7 @@ async def keep_deployments_fresh(worker: Any, dsn: str, interval: float) -> None
     while not worker.failed.is_set():
         await asyncio.sleep(interval)
         try:
-            deployments, errors = await active_deployments(dsn, log_errors=False)
+            deployments, errors = await active_deployments(dsn, home=home, log_errors=False)
         except Exception as exc:  # noqa: BLE001 - classified below
             if not retryable(exc):
                 worker.latch.trip("strategy reload", exc)
@@ -97,13 +99,14 @@ async def keep_deployments_fresh(worker: Any, dsn: str, interval: float) -> None
             seen = now
 
 
-async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
+async def model_catalog(conn: Any, rows: list[dict[str, Any]], home: Path | None = None) -> Any:
     """The models the active ML rows name, loaded (file read, sha256 checked, onnxruntime session), and their
     leases (engine.models.runtime.ModelCatalog). A model that cannot be loaded is an error of the rows naming it."""
     import uuid
 
     import orjson
 
+    from engine.cli.model_store import read_model
     from engine.errors import ConfigError
     from engine.models.runtime import DEFAULT_LABELS, Lease, ModelCatalog, ModelMeta, ModelRuntime
 
@@ -122,14 +125,15 @@ async def model_catalog(conn: Any, rows: list[dict[str, Any]]) -> Any:
         return catalog
     for m in await conn.fetch(_MODELS, sorted(wanted)):
         hyper = _json_value(m["hyperparameters"]) or {}
-        path = Path(m["file_path"] or "")
+        path = Path(m["file_path"] or "")  # models/<sha256>.onnx under SHAREWISE_HOME
         meta = ModelMeta(m["id"], m["user_id"], m["name"], path.stem, str(m["model_type"]).upper(),
                          tuple(_json_value(m["features"]) or ()), hyper.get("threshold"),
                          dict(hyper.get("labels") or DEFAULT_LABELS))
         try:
             runtime = _RUNTIMES.get((meta.id, meta.sha256))
             if runtime is None or runtime.meta != meta:
-                runtime = _RUNTIMES[(meta.id, meta.sha256)] = ModelRuntime(meta, path.read_bytes())
+                data = read_model(home, str(path)) if home is not None else path.read_bytes()
+                runtime = _RUNTIMES[(meta.id, meta.sha256)] = ModelRuntime(meta, data)
             catalog.models[m["id"]] = (meta, runtime)
         except OSError as exc:
             catalog.errors[m["id"]] = f"its file {path} cannot be read ({exc.strerror or exc})"

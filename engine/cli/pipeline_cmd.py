@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.cli import aio
-from engine.cli.assemble import active_deployments, make_worker, prepare, tune_gc
+from engine.cli.assemble import active_deployments, keep_deployments_fresh, make_worker, prepare, tune_gc
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
 from engine.cli.files import load_instruments
@@ -50,16 +50,18 @@ def worker(
         with services(settings) as rt:
             assert rt.dsn and rt.bootstrap
             await prepare(settings, rt.dsn, rt.bootstrap)
-            deployments, _ = await active_deployments(rt.dsn)
+            deployments, _ = await active_deployments(rt.dsn, home=settings.home)
             w = make_worker(settings, rt.bootstrap, rt.dsn, deployments, group_id=group,
                             checkpoint_interval=checkpoint_interval)
             stop = stop_event()
             await w.start()
             tune_gc()
+            fresh = asyncio.create_task(keep_deployments_fresh(w, rt.dsn, settings.reload_s, settings.home))
             err.print(f"worker {w.worker_id} in group {group} on {rt.bootstrap}: {len(deployments)} strategies active")
             try:
                 await until_stopped_or_failed(stop, w)
             finally:
+                fresh.cancel()
                 await w.stop()
                 err.print(f"worker stopped: {orjson.dumps(w.stats.as_dict()).decode()}")
             if w.failure is not None:

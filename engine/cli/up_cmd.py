@@ -27,7 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from engine.cli import aio
-from engine.cli.assemble import active_deployments, make_worker, prepare, tune_gc
+from engine.cli.assemble import active_deployments, keep_deployments_fresh, make_worker, prepare, tune_gc
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
@@ -84,13 +84,14 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     say(f"schema: {len(applied)} migration(s) applied" if applied else "schema: up to date")
     demo = await seed_demo(rt.dsn, paper_cash=settings.paper_cash)
     names = {str(demo["user_id"]): "demo@sharewise.local"}
-    deployments, _ = await active_deployments(rt.dsn)
+    deployments, _ = await active_deployments(rt.dsn, home=settings.home)
     say(f"demo tenant demo@sharewise.local ready; {len(deployments)} active strategies")
     stop = stop_event()
     worker = make_worker(settings, rt.bootstrap, rt.dsn, deployments, track_outputs=until_drained)
     baseline = await _marks(rt.bootstrap, (MARKET_TICKS, ORDERS_INPUTS, *OUTPUT_TOPICS))
     await worker.start()
     tune_gc()
+    fresh = asyncio.create_task(keep_deployments_fresh(worker, rt.dsn, settings.reload_s, settings.home))
     progress = None if out.is_terminal else asyncio.create_task(_plain_progress(rt, worker, say, names))
     try:
         if until_drained:
@@ -115,6 +116,7 @@ async def _run(settings: Settings, rt: Runtime, replay: Path | None, until_drain
     finally:
         if progress is not None:
             progress.cancel()
+        fresh.cancel()
         await worker.stop()
     if worker.failure is not None:
         raise worker.failure

@@ -5,7 +5,7 @@
   thread with no custom-op library, and :meth:`ModelRuntime.predict` evaluates a whole micro-batch of feature
   rows in one run, turning the outputs into a side and a confidence per row (docs/models.md):
   CLASSIFICATION maps the predicted label through ``labels`` (default ``{"1": "BUY", "-1": "SELL"}``) with the
-  label's probability as confidence; REGRESSION gives BUY at r ≥ threshold, SELL at r ≤ −threshold and
+  label's probability as confidence (with a ``threshold``, a lower probability gives no side); REGRESSION gives BUY at r ≥ threshold, SELL at r ≤ −threshold and
   confidence min(1, |r| / (2 × threshold)).
 * :class:`Lease` and :class:`ModelCatalog` — what the loader needs to build a model deployment: the models by
   id (with their runtime) and the leases, so a lessee's row runs only on bars whose IST date lies in an active
@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from engine.errors import ConfigError
 
 DEFAULT_LABELS = {"1": "BUY", "-1": "SELL"}
-PRICE_FIELDS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +100,11 @@ class ModelRuntime:
         labels = np.asarray(out[self.label_index]).reshape(-1)
         probs = out[self.prob_index] if self.prob_index is not None else None
         result = []
+        floor = self.meta.threshold or 0.0
         for i, label in enumerate(labels.tolist()):
             key = label if isinstance(label, str) else str(int(label))
-            result.append((self.meta.labels.get(key), _confidence(probs, i, label)))
+            confidence = _confidence(probs, i, label)
+            result.append((self.meta.labels.get(key) if confidence >= floor else None, confidence))
         return result
 
 
@@ -129,24 +130,3 @@ class ModelCatalog:
 
     def leases_of(self, model_id: str, user_id: str) -> list[Lease]:
         return [lease for lease in self.leases if lease.model_id == model_id and lease.lessee_id == user_id]
-
-
-def feature_columns(features: Sequence[str]) -> list[str]:
-    """The engine's column of each feature: a bar field as itself, else the one column of an indicator spec
-    (``rsi_14``, ``ema(50)``, ``macd(12,26,9).hist``); ConfigError naming a feature that is neither."""
-    from engine.indicators import parse
-
-    columns = []
-    for name in features:
-        if name.lower() in PRICE_FIELDS:
-            columns.append(name.lower())
-            continue
-        try:
-            spec = parse(name)
-        except ConfigError:
-            raise ConfigError(f"unknown feature {name!r}: neither a bar field (open high low close volume) nor an"
-                              " indicator of the registry") from None
-        if len(spec.columns) != 1:
-            raise ConfigError(f"feature {name!r} has {len(spec.columns)} outputs: name one ({', '.join(spec.columns)})")
-        columns.append(spec.columns[0])
-    return columns

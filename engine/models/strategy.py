@@ -16,7 +16,8 @@ from datetime import date
 import numpy as np
 
 from engine.domain import IST, Bar
-from engine.models.runtime import PRICE_FIELDS, Lease, ModelMeta, ModelRuntime, feature_columns
+from engine.models.features import BAR_FIELDS, feature_columns
+from engine.models.runtime import Lease, ModelMeta, ModelRuntime
 from engine.strategy.api import IndicatorView, Risk, SignalIntent, SignalType, Strategy
 
 #: ``lease_for`` of a bar no lease covers
@@ -40,7 +41,7 @@ class ModelStrategy(Strategy):
             (lease.id, lease.start.isoformat(), lease.end.isoformat(), lease.is_active) for lease in leases)}
 
     def indicators(self) -> list[str]:
-        return [f for f in self.meta.features if f.lower() not in PRICE_FIELDS]
+        return [f for f in self.meta.features if f.lower() not in BAR_FIELDS]
 
     def lease_for(self, bar: Bar) -> Lease | None | str:
         """The lease this bar runs under (None: the owner's row), or :data:`NOT_LEASED` (in market time: the bar's

@@ -15,7 +15,8 @@ from sklearn.linear_model import LinearRegression
 
 from engine.cli.files import load_instruments
 from engine.domain import IST, Timeframe
-from engine.models.runtime import Lease, ModelCatalog, ModelMeta, ModelRuntime, feature_columns
+from engine.models.features import feature_columns
+from engine.models.runtime import Lease, ModelCatalog, ModelMeta, ModelRuntime
 from engine.pipeline import SignalPipeline
 from engine.settings import Settings
 from engine.strategy import InvalidStrategyRow, deployment_from_row
@@ -86,7 +87,7 @@ def test_a_tampered_model_file_and_an_unknown_feature_are_refused():
     meta = ModelMeta(MODEL, OWNER, "forest", hashlib.sha256(data).hexdigest(), "CLASSIFICATION", FEATURES)
     with pytest.raises(ConfigError, match="altered"):
         ModelRuntime(meta, data[:-1] + bytes([data[-1] ^ 1]))
-    with pytest.raises(ConfigError, match="unknown feature 'vibes'"):
+    with pytest.raises(ConfigError, match="feature 'vibes' is unknown"):
         feature_columns(["rsi_14", "vibes"])
 
 

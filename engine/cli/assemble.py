@@ -87,6 +87,13 @@ async def keep_deployments_fresh(worker: Any, dsn: str, interval: float, home: P
             if str(err) not in said:
                 log.warning("strategy row skipped: %s", err)
         said = {str(err) for err in errors}
+        try:
+            await refresh_usage(dsn)  # at least once a minute while leases run (docs/models.md, "Usage")
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not retryable(exc):
+                worker.latch.trip("lease usage", exc)
+                return
+            log.warning("cannot refresh the leases' usage (%s); next round", exc)
         now = {(d.key, d.revision) for d in deployments}
         if now != seen:
             try:
@@ -97,6 +104,18 @@ async def keep_deployments_fresh(worker: Any, dsn: str, interval: float, home: P
             log.info("strategies reloaded (%s): %d active, %d added or changed, %d removed", done, len(deployments),
                      len(now - seen), len(seen - now))
             seen = now
+
+
+async def refresh_usage(dsn: str) -> int:
+    """Recount every lease's usage from the signals PostgreSQL holds (db.model_usage); return leases changed."""
+    from db.connect import connect
+    from db.model_usage import refresh_lease_usage
+
+    conn = await connect(dsn)
+    try:
+        return await refresh_lease_usage(conn)
+    finally:
+        await conn.close()
 
 
 async def model_catalog(conn: Any, rows: list[dict[str, Any]], home: Path | None = None) -> Any:

@@ -27,7 +27,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from engine.cli import aio
-from engine.cli.assemble import active_deployments, keep_deployments_fresh, make_worker, prepare, tune_gc
+from engine.cli.assemble import (
+    active_deployments, keep_deployments_fresh, make_worker, prepare, refresh_usage, tune_gc,
+)
 from engine.cli.console import clean_errors, err, out
 from engine.cli.environment import load_settings
 from engine.cli.logs import setup_logging
@@ -136,6 +138,7 @@ async def _replay_until_drained(settings: Settings, rt: Runtime, worker: Any, re
     _, too_large = feed.result()
     await _drain(worker, rt.bootstrap, baseline, stop, settings.drain_timeout_s)
     held = await _held(rt.dsn, worker.outputs.emitted)
+    await refresh_usage(rt.dsn)  # leases' usage counters are exact before the run reports
     summary = {"ticks": worker.stats.ticks, "dlq": sum(worker.stats.dlq.values()) + too_large,
                "bars": held[MARKET_BARS], "signals": held[SIGNALS], "orders": held[ORDERS]}
     print(orjson.dumps(summary).decode(), flush=True) if json_out else out.print(summary)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date
 import numpy as np
 
-from engine.domain import IST, Bar
+from engine.domain import DAY_NS, IST_OFFSET_NS, Bar
 from engine.models.features import BAR_FIELDS, feature_columns
 from engine.models.runtime import Lease, ModelMeta, ModelRuntime
 from engine.strategy.api import IndicatorView, Risk, SignalIntent, SignalType, Strategy
@@ -37,6 +37,9 @@ class ModelStrategy(Strategy):
         self.model_runtime = runtime
         self.leases = leases
         self.feature_cols = feature_columns(meta.features)
+        epoch = date(1970, 1, 1).toordinal()
+        self._days = [(lease.start.toordinal() - epoch, lease.end.toordinal() - epoch) if lease.is_active else (1, 0)
+                      for lease in leases or ()]  # IST day numbers since the epoch; an inactive lease covers none
         self.revision_extra = {"sha256": meta.sha256, "leases": None if leases is None else sorted(
             (lease.id, lease.start.isoformat(), lease.end.isoformat(), lease.is_active) for lease in leases)}
 
@@ -48,8 +51,9 @@ class ModelStrategy(Strategy):
         IST date)."""
         if self.leases is None:
             return None
-        day: date = bar.time.astimezone(IST).date()
-        return next((lease for lease in self.leases if lease.covers(day)), NOT_LEASED)
+        day = (bar.open_ns + IST_OFFSET_NS) // DAY_NS
+        return next((lease for lease, (first, last) in zip(self.leases, self._days) if first <= day <= last),
+                    NOT_LEASED)
 
     def features(self, ind: IndicatorView) -> list[float] | None:
         """The bar's feature values in the model's order; None while any is unknown (warm-up)."""

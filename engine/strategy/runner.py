@@ -255,7 +255,7 @@ class StrategyRunner:
             return []
         table = self._table(bars, rows, columns)
         emitted: list[tuple[tuple[int, int], list[EmittedSignal]]] = []
-        batches: dict[int, list[tuple[tuple[int, int], _Slot, Bar, IndicatorView, list[float], Any]]] = {}
+        batches: dict[int, _ModelBatch] = {}
         order = {key: i for i, key in enumerate(self._slots)}
         for i, (bar, row) in enumerate(zip(bars, table.tolist())):
             key = series_key(bar.symbol, bar.timeframe.label)
@@ -264,34 +264,30 @@ class StrategyRunner:
                 if slot.disabled:
                     continue
                 at = (i, order[slot.deployment.key])
-                runtime = getattr(slot.deployment.strategy, "model_runtime", None)
+                strategy: Any = slot.deployment.strategy
+                runtime = getattr(strategy, "model_runtime", None)
                 if runtime is None:
                     emitted.append((at, self._evaluate(slot, bar, view)))
-                elif (item := self._model_item(slot, bar, view)) is not None:
-                    batches.setdefault(id(runtime), []).append((at, slot, bar, view, *item))
+                    continue
+                batch = batches.get(id(runtime))
+                if batch is None:
+                    batch = batches[id(runtime)] = _ModelBatch(runtime)
+                row_index = batch.row_of(i, strategy, bar, view)  # the bar's features: once per model, not per row
+                if row_index is not None and not isinstance(lease := strategy.lease_for(bar), str):
+                    batch.items.append((at, slot, bar, view, row_index, lease))
             self._prev[key] = row
-        for items in batches.values():
-            emitted += self._evaluate_model(items)
+        for batch in batches.values():
+            if batch.items:
+                emitted += self._evaluate_model(batch)
         emitted.sort(key=lambda e: e[0])  # bar order, then deployment order, whichever way they were evaluated
         return [signal for _, signals in emitted for signal in signals]
 
-    @staticmethod
-    def _model_item(slot: _Slot, bar: Bar, view: IndicatorView) -> tuple[list[float], Any] | None:
-        """(feature values, lease) of a bar a model deployment evaluates, or None (warm-up, or no lease covers it)."""
-        strategy: Any = slot.deployment.strategy
-        lease = strategy.lease_for(bar)
-        if isinstance(lease, str):
-            return None
-        values = strategy.features(view)
-        return None if values is None else (values, lease)
-
-    def _evaluate_model(self, items: list[Any]) -> list[tuple[tuple[int, int], list[EmittedSignal]]]:
-        """One run of a model over the bars of all its deployments in this batch (engine/models/strategy.py)."""
-        strategy: Any = items[0][1].deployment.strategy
-        rows = np.asarray([item[4] for item in items], dtype=np.float32)
+    def _evaluate_model(self, batch: _ModelBatch) -> list[tuple[tuple[int, int], list[EmittedSignal]]]:
+        """One run of a model over this batch's bars, shared by all its deployments (engine/models/strategy.py)."""
+        items = batch.items
         try:
             with guarded() as attempt:
-                predictions = strategy.model_runtime.predict(rows)
+                predictions = batch.runtime.predict(np.asarray(batch.rows, dtype=np.float32))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a model's failure is each deployment's failure
             for slot in {id(item[1]): item[1] for item in items}.values():
                 bar = next(item[2] for item in items if item[1] is slot)
@@ -302,9 +298,13 @@ class StrategyRunner:
                 self._fail(slot, FailureKind.IO, f"refused I/O {attempt.event}", items[0][2])
             return []
         out = []
-        for (at, slot, bar, view, values, lease), (side, confidence) in zip(items, predictions):
+        for at, slot, bar, view, row_index, lease in items:
+            side, confidence = predictions[row_index]
+            if side is None:
+                continue
             d = slot.deployment
-            intents = d.strategy.intents_for(bar, view, side, confidence, values, lease)  # type: ignore[attr-defined]
+            intents = d.strategy.intents_for(bar, view, side, confidence, batch.rows[row_index],  # type: ignore[attr-defined]
+                                             lease)
             out.append((at, [EmittedSignal(d.user_id, d.name, d.strategy_id, bar, i, d.execution) for i in intents]))
         return out
 
@@ -429,6 +429,24 @@ class StrategyRunner:
             strategy.load_state(saved.get("state", {}))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation
             self._fail(slot, FailureKind.ERROR, f"load_state raised {_describe(exc)}", None)
+
+
+@dataclass(slots=True)
+class _ModelBatch:
+    """One model's share of a micro-batch: each bar's feature row once, and the deployments' bars that use it."""
+
+    runtime: Any
+    rows: list[list[float]] = field(default_factory=list)
+    items: list[tuple[tuple[int, int], _Slot, Bar, IndicatorView, int, Any]] = field(default_factory=list)
+    _index: dict[int, int | None] = field(default_factory=dict)  # bar position -> row (None: a feature unknown)
+
+    def row_of(self, position: int, strategy: Any, bar: Bar, view: IndicatorView) -> int | None:
+        if position not in self._index:
+            values = strategy.features(view)
+            self._index[position] = None if values is None else len(self.rows)
+            if values is not None:
+                self.rows.append(values)
+        return self._index[position]
 
 
 def _same(running: Deployment, new: Deployment) -> bool:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -158,3 +163,30 @@ def test_compute_cost_rounds_half_up_to_the_paisa():
     assert compute_cost(0.36, Decimal("10.00")) == (Decimal("0.0001"), Decimal("0.00"))  # ₹0.001 rounds to 0
     assert compute_cost(18.0, Decimal("12.50")) == (Decimal("0.0050"), Decimal("0.06"))  # 0.0625 -> 0.06
     assert compute_cost(18.0, Decimal("13.00")) == (Decimal("0.0050"), Decimal("0.07"))  # 0.065 -> 0.07
+
+
+def test_ctrl_c_cancels_the_job_and_fails_the_model(demo, tmp_path):
+    file = bars_csv(tmp_path / "bars.csv", 3000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
+    env |= {"SHAREWISE_HOME": str(tmp_path / "home"), "SHAREWISE_DATABASE_URL": demo}
+    script = Path(sys.executable).with_name("sharewise")
+    run = subprocess.Popen([str(script), "model", "train", str(file), "--owner", DEMO_EMAIL, "--name", "slow",
+                            "--algorithm", "GRADIENT_BOOSTING", "--features", FEATURES], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the features are done: the fit is under way
+            rows = query(demo, "SELECT progress FROM ai_studio_trainingjob")
+            if rows and rows[0]["progress"] >= 40:
+                break
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr
+    (model,) = query(demo, "SELECT status FROM ai_studio_mlmodel")
+    (job,) = query(demo, "SELECT status, error_message, completed_at FROM ai_studio_trainingjob")
+    assert (model["status"], job["status"], job["error_message"]) == ("FAILED", "CANCELLED", "cancelled")
+    assert job["completed_at"] is not None and query(demo, "SELECT id FROM ai_studio_computeusage") == []

@@ -1,4 +1,5 @@
-"""Training runs of ``sharewise model train``: ``ai_studio_mlmodel``, ``ai_studio_trainingjob``, ``ai_studio_computeusage``.
+"""Training runs of ``sharewise model train``: rows of ``ai_studio_mlmodel``, ``ai_studio_trainingjob`` and
+``ai_studio_computeusage``.
 
 A run is one model row and one job row, written as it goes so another session (or a web page) can watch it:
 

@@ -63,7 +63,8 @@ T = TypeVar("T")
 @clean_errors
 def train_model(
     file: Path = typer.Argument(..., metavar="FILE.csv",
-                                help="Ticks CSV (time,symbol,price,qty) or bars CSV (time,open,high,low,close,volume; optional symbol)."),
+                                help="Ticks CSV (time,symbol,price,qty) or bars CSV "
+                                     "(time,open,high,low,close,volume; optional symbol)."),
     owner: str = typer.Option(..., "--owner", help="Email of the user who owns the model."),
     name: str = typer.Option(..., "--name", help="The model's name."),
     algorithm: str = typer.Option(..., "--algorithm", help="RANDOM_FOREST, GRADIENT_BOOSTING or LOGISTIC_REGRESSION."),

@@ -114,7 +114,8 @@ def test_a_model_trains_stores_and_bills(demo, tmp_path, algorithm):
         doc["job_id"], model["user_id"], "CPU")
     assert bill["usage_date"] == datetime.now(IST).date()
     assert bill["compute_hours"] == job["compute_hours"] == Decimal(doc["compute_hours"])
-    assert bill["cost"] == (bill["compute_hours"] * Decimal(PRICE)).quantize(Decimal("0.01"), ROUND_HALF_UP) == Decimal(doc["cost"])
+    billed = (bill["compute_hours"] * Decimal(PRICE)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert bill["cost"] == billed == Decimal(doc["cost"])
 
     shown = sharewise("model", "show", doc["model_id"], home=home, database_url=demo)
     assert shown.returncode == 0 and doc["sha256"] in shown.stdout, shown.stderr

@@ -55,8 +55,7 @@ async def insert_model(conn: asyncpg.Connection, *, owner_id: str, name: str, in
     The same owner, name and file give the existing row's id and ``created`` False; nothing is written.
     A lock per owner and name serialises two imports of the same model running at once.
     """
-    config = {"format": "onnx", "sha256": info.sha256, "input": info.input_name, "label_output": info.label_output,
-              "probability_output": info.probability_output, "zipmap": info.zipmap, "classes": info.classes}
+    config = onnx_config(info)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"mlmodel:{owner_id}:{name}")
         found = await conn.fetchval(
@@ -71,6 +70,16 @@ async def insert_model(conn: asyncpg.Connection, *, owner_id: str, name: str, in
             uuid.UUID(owner_id), name, description, model_type, algorithm, _json(features), _json(hyperparameters),
             _json(config), file_path, info.size)
     return str(model_id), True
+
+
+def onnx_config(info: ModelInfo) -> dict[str, Any]:
+    """What ``training_config`` holds about a stored ONNX file: its sha256 and how to call the graph.
+
+    ``sharewise model import`` stores exactly this; ``sharewise model train`` stores it too, plus how the
+    model was trained, so ``model show`` and the runtime read both kinds of model the same way.
+    """
+    return {"format": "onnx", "sha256": info.sha256, "input": info.input_name, "label_output": info.label_output,
+            "probability_output": info.probability_output, "zipmap": info.zipmap, "classes": info.classes}
 
 
 async def model_row(conn: asyncpg.Connection, model_id: str) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_KITE_API_SECRET``  the Kite Connect app's secret: postbacks    (postbacks off)
 ``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
 ``SHAREWISE_MODEL_MAX_BYTES``  largest ONNX model file ``model import`` takes  ``52428800`` (50 MB)
+``SHAREWISE_CPU_HOUR_PRICE``  price (₹) of one CPU hour of ``model train``  ``10.00``
 =============================  ==========================================  =========================
 """
 
@@ -81,6 +82,8 @@ class Settings:
     reload_s: float = 30.0  # how often a running worker re-reads strategy rows, models and leases
     #: the largest model file ``sharewise model import`` accepts (engine.models.onnx_check)
     model_max_bytes: int = 50 * 1024 * 1024
+    #: ₹ per CPU hour billed for ``sharewise model train`` (ai_studio_computeusage.cost)
+    cpu_hour_price: Decimal = Decimal("10.00")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -122,6 +125,7 @@ class Settings:
             postback_port=_int(env, "SHAREWISE_POSTBACK_PORT", 8766, minimum=0),
             reload_s=max(_float(env, "SHAREWISE_RELOAD_S", 30.0), 0.5),
             model_max_bytes=_int(env, "SHAREWISE_MODEL_MAX_BYTES", 50 * 1024 * 1024, minimum=1),
+            cpu_hour_price=_money(env, "SHAREWISE_CPU_HOUR_PRICE", Decimal("10.00")),
         )
 
     @property

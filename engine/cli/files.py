@@ -12,12 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from engine.domain import Timeframe
+from engine.domain import Bar, Timeframe
 from engine.errors import ConfigError
 from engine.instruments import Instrument, InstrumentRegistry, parse_instruments
 from engine.settings import Settings
 from engine.strategy.api import Strategy
-from engine.strategy.backtest import BacktestResult, run_backtest
+from engine.strategy.backtest import BacktestResult, read_bars, run_backtest
 from engine.tick_csv import TickChunk, tick_chunks
 
 
@@ -56,6 +56,13 @@ def backtest_file(strategy: Strategy, path: Path, timeframe: Timeframe, lateness
     ``execution`` and ``cash``)."""
     with text_lines(path) as lines:
         return run_backtest(strategy, lines, str(path), timeframe, lateness_s, **paper)
+
+
+def bars_file(path: Path, timeframe: Timeframe, lateness_s: float = 2.0) -> list[Bar]:
+    """The closed bars of ``timeframe`` in the tick or bar CSV ``path``, read as ``backtest_file`` reads it
+    (:func:`engine.strategy.backtest.read_bars`)."""
+    with text_lines(path) as lines:
+        return read_bars(lines, str(path), timeframe, lateness_s)
 
 
 @contextlib.contextmanager

@@ -324,4 +324,6 @@ def register(app: typer.Typer) -> None:
     model_app.command("export")(export)
     model_app.command("lease")(lease)
     model_app.command("leases")(leases)
+    from engine.cli.model_train_cmd import train_model  # here, not at the top: that module imports this one
+    model_app.command("train")(train_model)
     app.add_typer(model_app, name="model")

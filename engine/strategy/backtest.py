@@ -142,6 +142,24 @@ def replay_bars(runner: StrategyRunner, bars: Sequence[Bar]) -> list[EmittedSign
     return emitted
 
 
+def read_bars(lines: Iterable[str], where: str, timeframe: Timeframe, lateness_s: float = 2.0) -> list[Bar]:
+    """The closed bars of ``timeframe`` in a tick or bar file, as a backtest of it sees them.
+
+    A ticks file goes through the live pipeline with no strategy (so its bars are the live ones,
+    flushed at the end); a bars file is read by :func:`read_bar_csv`. Used by ``sharewise model
+    train``, so a model trains on exactly the bars a backtest of the same file would replay.
+    """
+    names, lines = peek_header(lines)
+    if not _is_tick_file(names, where):
+        return read_bar_csv(lines, where, timeframe)
+    runner = StrategyRunner([])
+    try:
+        bars, _, _ = replay_ticks(runner, tick_chunks(lines, where), timeframe, lateness_s)
+    finally:
+        runner.stop()
+    return bars
+
+
 def read_bar_csv(lines: Iterable[str], where: str, timeframe: Timeframe) -> list[Bar]:
     """Closed bars from a bars CSV's lines; raise :class:`ConfigError` naming the line of a bad row.
 

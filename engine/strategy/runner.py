@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -289,9 +289,12 @@ class StrategyRunner:
             with guarded() as attempt:
                 predictions = batch.runtime.predict(np.asarray(batch.rows, dtype=np.float32))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a model's failure is each deployment's failure
+            owner = getattr(batch.runtime.meta, "owner_id", None)
             for slot in {id(item[1]): item[1] for item in items}.values():
                 bar = next(item[2] for item in items if item[1] is slot)
                 self._fail(slot, FailureKind.ERROR, f"the model run raised {_describe(exc)}", bar)
+                if owner is not None and slot.deployment.user_id != owner:  # the model's owner hears of it too
+                    self.failures.append(replace(self.failures[-1], user_id=owner))
             return []
         if attempt.event is not None:
             for slot in {id(item[1]): item[1] for item in items}.values():

@@ -147,3 +147,36 @@ def test_a_regression_model_uses_its_threshold():
     assert out[0][1] == pytest.approx(1.0) and out[2][1] == pytest.approx(0.001 / 0.008, rel=1e-3)
     with pytest.raises(ConfigError, match="threshold"):
         ModelRuntime(ModelMeta(MODEL, OWNER, "lin", meta.sha256, "REGRESSION", ("close", "volume")), data)
+
+
+def test_a_model_failing_at_run_time_is_counted_notified_to_owner_and_lessee_and_disabled_after_five(tmp_path):
+    models = catalog(classifier_bytes(), [Lease("l1", MODEL, LESSEE, DAY, DAY + dt.timedelta(days=30))])
+    lessee = deployment_from_row(row(LESSEE, rid="00000000-0000-0000-0000-00000000e002"), models)
+    runtime = models.models[MODEL][1]
+
+    def broken(rows):
+        raise RuntimeError("onnxruntime: shape mismatch")
+
+    runtime.predict = broken  # what a model whose graph fails on real data does at run time
+    signals, _, pipeline = replay(tmp_path, [lessee])
+    assert signals == []
+    status = pipeline.runner.status()
+    assert status[0]["disabled"] and status[0]["failures"] == 5
+    # the failures were taken by the pipeline's steps: recount them from a fresh runner on one batch
+    runner = StrategyRunner([deployment_from_row(row(LESSEE, rid="00000000-0000-0000-0000-00000000e003"),
+                                                 catalog(classifier_bytes(), models.leases))])
+    runner._slots[next(iter(runner._slots))].deployment.strategy.model_runtime.predict = broken
+    _feed_one_batch(runner, pipeline)
+    told = {f.user_id for f in runner.take_failures()}
+    assert told == {LESSEE, OWNER}
+
+
+def _feed_one_batch(runner, pipeline) -> None:
+    """Evaluate the runner on 40 warm 5m bars of one symbol (the indicators of ``pipeline``'s last rows)."""
+    from engine.domain import Bar
+
+    start = int(dt.datetime(2026, 1, 5, 9, 15, tzinfo=IST).timestamp()) * 10**9
+    bars = [Bar("RELIANCE", Timeframe.M5, start + i * 300 * 10**9, 100.0, 101.0, 99.0, 100.5, 1000.0, 5)
+            for i in range(40)]
+    rows = np.full((40, len(pipeline.columns)), 50.0)
+    runner.on_bars(bars, rows, pipeline.columns)

@@ -90,6 +90,11 @@ def test_a_model_trains_stores_and_bills(demo, tmp_path, algorithm):
     assert config["sha256"] == doc["sha256"] and config["format"] == "onnx"
     calls = json.loads(model["backtest_results"])
     assert calls["buy"] + calls["sell"] == calls["rows"] == doc["rows"]["validation"]
+    # the same model through the backtest code: a signal on each validation bar it can evaluate (the calls' rows,
+    # plus the last `horizon` bars of each symbol, which have no label to be a row of)
+    backtest = calls["backtest"]
+    assert 0 <= backtest["signals"] - calls["rows"] <= 5 * 3 and backtest["buy"] + backtest["sell"] == backtest["signals"]
+    assert backtest["buy"] >= calls["buy"] and backtest["bars"] >= backtest["signals"]
     # the split is by time: the whole validation period comes after the last training bar
     assert datetime.fromisoformat(calls["first_bar"]) == datetime.fromisoformat(config["split_at"])
     assert datetime.fromisoformat(config["train_last_bar"]) < datetime.fromisoformat(calls["first_bar"])

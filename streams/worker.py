@@ -153,7 +153,9 @@ class EngineWorker:
         """Stop the app; write a last checkpoint only if nothing failed (bounded: a stop always ends)."""
         if self._ticker is not None:
             self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
+            _, pending = await asyncio.wait([self._ticker], timeout=STOP_STEP_S)
+            if pending:  # a database call that does not give way to the cancel: the stop goes on without it
+                log.warning("the checkpoint timer did not stop within %.0fs; stopping anyway", STOP_STEP_S)
         metrics.detach(self)
         if self.failure is None:
             try:
@@ -165,9 +167,12 @@ class EngineWorker:
             await asyncio.wait_for(self.app.stop(), STOP_STEP_S)
         except TimeoutError:
             log.warning("the Faust app did not stop within %.0fs; exiting anyway", STOP_STEP_S)
-        await self.order_stage.close()
-        await self.sink_agents.close()
-        await self.recovery.close()
+        for what, closing in (("order router", self.order_stage.close()), ("sinks", self.sink_agents.close()),
+                              ("checkpoint store", self.recovery.close())):
+            try:
+                await asyncio.wait_for(closing, STOP_STEP_S)
+            except TimeoutError:
+                log.warning("the %s did not close within %.0fs; exiting anyway", what, STOP_STEP_S)
 
     def _assigned_ticks(self) -> list[int]:
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == TICKS)

@@ -267,16 +267,19 @@ class LiveRouter:
         except Exception as exc:  # noqa: BLE001 - classified by its reason
             if _refusal(exc) != TOKEN_EXPIRED:
                 raise
-            self._kill(lane, TOKEN_EXPIRED, str(exc))
-            await self.mark_inactive(lane.account)
+            await self._token_refused(lane, exc)
             return
         if found:
             await self._answer(lane, partition, user, found[0], market)
 
+    async def _token_refused(self, lane: _Lane, exc: Exception) -> None:
+        """The broker refused the account's token: the lane goes dead and the account inactive."""
+        self._kill(lane, TOKEN_EXPIRED, str(exc))
+        await self.mark_inactive(lane.account)
+
     async def _refused(self, lane: _Lane, partition: int, user: str, tag: str, reason: str, exc: Exception) -> None:
         if reason == TOKEN_EXPIRED:
-            self._kill(lane, TOKEN_EXPIRED, str(exc))
-            await self.mark_inactive(lane.account)
+            await self._token_refused(lane, exc)
             await self.deliver(partition, user, BrokerUpdate(tag, "REJECTED", reason=TOKEN_EXPIRED))
         else:
             await self.deliver(partition, user, BrokerUpdate(tag, "REJECTED", reason=getattr(exc, "message", str(exc))))
@@ -310,8 +313,7 @@ class LiveRouter:
         except Exception as exc:  # noqa: BLE001 - classified by its reason
             if _refusal(exc) != TOKEN_EXPIRED:
                 raise
-            self._kill(lane, TOKEN_EXPIRED, str(exc))
-            await self.mark_inactive(lane.account)
+            await self._token_refused(lane, exc)
             return
         self.counts["polls"] += 1
         by_tag = {o.tag: o for o in orders}

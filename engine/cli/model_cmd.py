@@ -32,13 +32,12 @@ from engine.cli.environment import load_settings
 from engine.cli.orders_cmd import _money, _plain, _print_json, _user_id, _when
 from engine.cli.runtime import with_database
 from engine.errors import ConfigError
+from engine.models.runtime import DEFAULT_LABELS  # what a classifier's labels mean when --labels is not given
 
 model_app = typer.Typer(help="ML models (ONNX only): import, list, show, export; lease them to other users.",
                         no_args_is_help=True)
 
 MODEL_TYPES = ("CLASSIFICATION", "REGRESSION")
-#: what a classifier's labels mean when --labels is not given
-DEFAULT_LABELS = {"1": "BUY", "-1": "SELL"}
 SIDES = ("BUY", "SELL")
 
 

@@ -279,7 +279,8 @@ class StrategyRunner:
         for batch in batches.values():
             if batch.items:
                 emitted += self._evaluate_model(batch)
-        emitted.sort(key=lambda e: e[0])  # bar order, then deployment order, whichever way they were evaluated
+        if batches:  # model signals come after the loop: back to bar order, then deployment order
+            emitted.sort(key=lambda e: e[0])
         return [signal for _, signals in emitted for signal in signals]
 
     def _evaluate_model(self, batch: _ModelBatch) -> list[tuple[tuple[int, int], list[EmittedSignal]]]:
@@ -289,16 +290,10 @@ class StrategyRunner:
             with guarded() as attempt:
                 predictions = batch.runtime.predict(np.asarray(batch.rows, dtype=np.float32))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a model's failure is each deployment's failure
-            owner = getattr(batch.runtime.meta, "owner_id", None)
-            for slot in {id(item[1]): item[1] for item in items}.values():
-                bar = next(item[2] for item in items if item[1] is slot)
-                self._fail(slot, FailureKind.ERROR, f"the model run raised {_describe(exc)}", bar)
-                if owner is not None and slot.deployment.user_id != owner:  # the model's owner hears of it too
-                    self.failures.append(replace(self.failures[-1], user_id=owner))
+            self._fail_model(batch, FailureKind.ERROR, f"the model run raised {_describe(exc)}")
             return []
         if attempt.event is not None:
-            for slot in {id(item[1]): item[1] for item in items}.values():
-                self._fail(slot, FailureKind.IO, f"refused I/O {attempt.event}", items[0][2])
+            self._fail_model(batch, FailureKind.IO, f"refused I/O {attempt.event}")
             return []
         out = []
         for at, slot, bar, view, row_index, lease in items:
@@ -310,6 +305,17 @@ class StrategyRunner:
                                              lease)
             out.append((at, [EmittedSignal(d.user_id, d.name, d.strategy_id, bar, i, d.execution) for i in intents]))
         return out
+
+    def _fail_model(self, batch: _ModelBatch, kind: FailureKind, detail: str) -> None:
+        """A failed run: a failure of each deployment in it, at its first bar; the model's owner is told too."""
+        owner = getattr(batch.runtime.meta, "owner_id", None)
+        first: dict[int, tuple[_Slot, Bar]] = {}
+        for _, slot, bar, *_ in batch.items:
+            first.setdefault(id(slot), (slot, bar))
+        for slot, bar in first.values():
+            self._fail(slot, kind, detail, bar)
+            if owner is not None and slot.deployment.user_id != owner:
+                self.failures.append(replace(self.failures[-1], user_id=owner))
 
     def _table(self, bars: Sequence[Bar], rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
         """Rows in the runner's layout (indicator columns, then bar prices), one fresh array per bar."""

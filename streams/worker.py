@@ -45,6 +45,7 @@ log = logging.getLogger("sharewise.worker")
 
 TICKS = topics.MARKET_TICKS
 STOP_STEP_S = 10.0  # longest wait for each step of a shutdown
+STUCK_S = 3.0  # longest wait for a part that should stop at once (the checkpoint timer, a close)
 #: a ticks partition caught up and silent this long is reported idle to the order stage (docs/orders.md),
 #: counted from the first data this worker saw, or from IDLE_AFTER_START_S after its start if none came
 IDLE_S = 2.0
@@ -151,13 +152,16 @@ class EngineWorker:
 
     async def stop(self) -> None:
         """Stop the app; write a last checkpoint only if nothing failed (bounded: a stop always ends)."""
+        stuck = False
         if self._ticker is not None:
             self._ticker.cancel()
-            _, pending = await asyncio.wait([self._ticker], timeout=STOP_STEP_S)
+            _, pending = await asyncio.wait([self._ticker], timeout=STUCK_S)
             if pending:  # a database call that does not give way to the cancel: the stop goes on without it
-                log.warning("the checkpoint timer did not stop within %.0fs; stopping anyway", STOP_STEP_S)
+                stuck = True
+                log.warning("the checkpoint timer did not stop within %.0fs (a database call hangs); stopping without"
+                            " a final checkpoint: the next owner replays from the previous one", STUCK_S)
         metrics.detach(self)
-        if self.failure is None:
+        if self.failure is None and not stuck:  # a stuck timer holds the lock the final checkpoint needs
             try:
                 await asyncio.wait_for(self.checkpoint(), STOP_STEP_S)
             except Exception as exc:  # noqa: BLE001 - the last checkpoint is an optimisation: replay covers it
@@ -170,9 +174,9 @@ class EngineWorker:
         for what, closing in (("order router", self.order_stage.close()), ("sinks", self.sink_agents.close()),
                               ("checkpoint store", self.recovery.close())):
             try:
-                await asyncio.wait_for(closing, STOP_STEP_S)
+                await asyncio.wait_for(closing, STUCK_S)
             except TimeoutError:
-                log.warning("the %s did not close within %.0fs; exiting anyway", what, STOP_STEP_S)
+                log.warning("the %s did not close within %.0fs; exiting anyway", what, STUCK_S)
 
     def _assigned_ticks(self) -> list[int]:
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == TICKS)

@@ -12,6 +12,7 @@ checkpointed after that (docs/architecture.md, "Failures").
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ import faust
 import numpy as np
 from faust.types import TP
 
+from db.connect import connect
 from engine.instruments import InstrumentRegistry
 from engine.pipeline import SignalPipeline
 from engine.ports import CheckpointStore, OutputSink
@@ -159,7 +161,8 @@ class EngineWorker:
             if pending:  # a database call that does not give way to the cancel: the stop goes on without it
                 stuck = True
                 log.warning("the checkpoint timer did not stop within %.0fs (a database call hangs); stopping without"
-                            " a final checkpoint: the next owner replays from the previous one", STUCK_S)
+                            " a final checkpoint: the next owner replays from the previous one. It waits in:\n%s%s",
+                            STUCK_S, _stack(self._ticker), await _waits(self.dsn))
         metrics.detach(self)
         if self.failure is None and not stuck:  # a stuck timer holds the lock the final checkpoint needs
             try:
@@ -307,3 +310,25 @@ class EngineWorker:
                 await self.outputs.step(self.pipeline.flush(inst), self.pipeline.default_positions)
             await self.hot.clocks(set(self._owned) | set(self._assigned_ticks()), end=True)  # nothing more comes
             await self._checkpoint_locked(every_partition=True)  # the flushed state changed without new input
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
+
+
+async def _waits(dsn: str) -> str:
+    """What the database's sessions wait on, and who blocks them (for the log of a stuck stop)."""
+    try:
+        conn = await asyncio.wait_for(connect(dsn), STUCK_S)
+        try:
+            rows = await asyncio.wait_for(conn.fetch(
+                "SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid) AS blocked_by,"
+                " now() - xact_start AS in_xact, left(query, 160) AS query FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"), STUCK_S)
+        finally:
+            conn.terminate()
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        return f"(database sessions not read: {exc})"
+    return "database sessions:\n" + "\n".join(f"  {dict(r)}" for r in rows)

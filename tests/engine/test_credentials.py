@@ -41,7 +41,8 @@ def test_a_sealed_token_opens_with_its_account_and_column_and_holds_no_clear_tex
     assert again != sealed  # a fresh nonce each time
 
 
-@pytest.mark.parametrize("account, field", [(str(uuid.uuid4()), "access_token"), (ACCOUNT, "refresh_token")])
+@pytest.mark.parametrize("account, field", [(str(uuid.uuid4()), "access_token"), (ACCOUNT, "refresh_token")],
+                         ids=["another-row", "another-column"])
 def test_a_value_moved_to_another_row_or_column_fails(account: str, field: str) -> None:
     box, token = SecretBox(KEY), canary()
     sealed = box.seal(token, account_id=ACCOUNT, field="access_token")

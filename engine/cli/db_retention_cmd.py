@@ -43,7 +43,7 @@ def retention_cmd(
     day = _day(as_of, "--as-of") if as_of else datetime.now(IST).date()
 
     def progress(table: str, action: Any, done: int) -> None:
-        err.print(f"{table}: {done} rows {action}d so far")
+        err.print(f"{table}: {done} rows {action}d so far" + (" (dry run)" if dry_run else ""))
 
     report = with_database(load_settings(), lambda conn: apply_retention(conn, day, dry_run=dry_run,
                                                                          progress=progress))

@@ -173,7 +173,7 @@ async def restore_archived(conn: asyncpg.Connection, table: str, since: date, *,
     if table not in ARCHIVED:
         raise ConfigError(f"no archived table {table!r}: choose one of {', '.join(sorted(ARCHIVED))}")
     await _check_archive_columns(conn)
-    column, columns = ARCHIVED[table], await _columns(conn, "public", table)
+    column, columns = ARCHIVED[table], ", ".join(await _columns(conn, "public", table))
     parents = [(f"parent {ref} not in public", f"a.{mine} IS NULL OR EXISTS (SELECT 1 FROM {ref} p WHERE {match})")
                for ref, mine, match in await _parent_keys(conn, table)]
     conflict = ("id already in public", f'EXISTS (SELECT 1 FROM public."{table}" p WHERE p.id = a.id)')
@@ -202,8 +202,8 @@ async def _apply_rule(conn: asyncpg.Connection, rule: Rule, as_of: date, report:
     if rule.action is Action.DELETE:
         statement = f'DELETE FROM public."{rule.table}" WHERE id IN ({pick})'
     else:
-        columns = await _columns(conn, "public", rule.table)
-        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in (x.strip('"') for x in columns.split(", ")))
+        names = await _columns(conn, "public", rule.table)
+        columns, updates = ", ".join(names), ", ".join(f"{c} = EXCLUDED.{c}" for c in names)
         # an id archived before and written again since (a replay) is archived once: the newer row wins
         statement = (f'WITH doomed AS ({pick}),'
                      f' moved AS (DELETE FROM public."{rule.table}" t USING doomed d WHERE t.id = d.id RETURNING t.*)'
@@ -227,8 +227,11 @@ async def _apply_rule(conn: asyncpg.Connection, rule: Rule, as_of: date, report:
 
 async def _batch(conn: asyncpg.Connection, statement: str, *args: Any, in_transaction: bool = False) -> int:
     """Run one batch statement in its own REPEATABLE READ transaction (retried on a serialisation failure)."""
-    if in_transaction:
-        return _rows(await conn.execute(statement, *args))
+    if in_transaction:  # a dry run: one transaction for the whole run, nothing to retry on its own
+        try:
+            return _rows(await conn.execute(statement, *args))
+        except asyncpg.SerializationError as exc:
+            raise TransientError("a concurrent write changed a row the dry run was counting; run it again") from exc
     for _ in range(SERIALIZATION_ATTEMPTS):
         try:
             async with conn.transaction(isolation="repeatable_read"):
@@ -299,12 +302,12 @@ async def _parent_keys(conn: asyncpg.Connection, table: str) -> list[tuple[str, 
             for r in rows]
 
 
-async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> str:
-    """The quoted column list of ``schema.table`` in column order."""
+async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
+    """The quoted column names of ``schema.table`` in column order."""
     names = await conn.fetch(
         "SELECT quote_ident(a.attname) FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0"
         " AND NOT a.attisdropped ORDER BY a.attnum", f'{schema}."{table}"')
-    return ", ".join(r[0] for r in names)
+    return [r[0] for r in names]
 
 
 async def _check_archive_columns(conn: asyncpg.Connection) -> None:

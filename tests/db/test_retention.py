@@ -6,10 +6,8 @@ months earlier (engine/retention.py).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date, datetime, time
-from typing import Any
 
 import asyncpg
 import pytest
@@ -17,19 +15,9 @@ import pytest
 from db.retention import ARCHIVED, POLICY, Action, apply_retention, restore_archived
 from engine.domain import IST
 from engine.errors import ConfigError
+from tests.db.test_trading import run
 
 AS_OF = date(2026, 11, 30)
-
-
-def run(dsn: str, scenario: Any) -> Any:
-    async def main() -> Any:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await scenario(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(main())
 
 
 def on(day: date, hour: int = 12) -> datetime:

@@ -14,7 +14,7 @@ import pytest
 
 from db.retention import ARCHIVED, POLICY, Action, apply_retention, restore_archived
 from engine.domain import IST
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Inconsistency
 from tests.db.test_trading import run
 
 AS_OF = date(2026, 11, 30)
@@ -342,3 +342,27 @@ def test_the_policy_names_each_seed_rule_once_and_archives_only_tables_with_an_a
     assert len({r.seed for r in POLICY}) == len(POLICY)
     children_first = [r.table for r in POLICY if r.action is Action.ARCHIVE]
     assert children_first.index("ai_studio_trainingjob") < children_first.index("ai_studio_mlmodel")
+
+
+def test_a_restore_leaves_a_row_whose_id_is_back_in_public(pg_dsn):
+    async def scenario(conn: asyncpg.Connection) -> None:
+        replayed = await signal(conn, date(2020, 1, 1))
+        await apply_retention(conn, AS_OF)
+        await conn.execute("INSERT INTO trading_signal SELECT * FROM archive.trading_signal")  # a replay wrote it again
+        back = await restore_archived(conn, "trading_signal", date(2000, 1, 1))
+        assert (back.restored, back.left_in_archive) == (0, {"id already in public": 1})
+        assert await ids(conn, "archive", "trading_signal") == {replayed}
+        again = (await apply_retention(conn, AS_OF)).tables["trading_signal"]  # the newer copy replaces the archived one
+        assert again.archived == 1 and await ids(conn, "public", "trading_signal") == set()
+
+    run(pg_dsn, scenario)
+
+
+def test_an_archive_table_that_lost_step_with_its_public_table_stops_the_run(pg_dsn):
+    async def scenario(conn: asyncpg.Connection) -> None:
+        await conn.execute("ALTER TABLE public.trading_signal ADD COLUMN venue TEXT")
+        with pytest.raises(Inconsistency, match="archive.trading_signal and public.trading_signal have different"):
+            await apply_retention(conn, AS_OF)
+        assert await conn.fetchval("SELECT count(*) FROM engine.retention_run") == 0
+
+    run(pg_dsn, scenario)

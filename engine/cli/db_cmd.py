@@ -69,3 +69,6 @@ def seed_demo_cmd() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+
+
+import engine.cli.db_retention_cmd  # noqa: E402,F401  (registers `db retention` on db_app)

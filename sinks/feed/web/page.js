@@ -479,8 +479,8 @@
     const price = Number(data.average_price);
     if (time === null || !Number.isFinite(price) || price <= 0) return null;
     const buy = data.transaction_type === "BUY";
-    return { time, id: `fill-${data.id}`, position: "atPriceMiddle", price, shape: "circle", size: 0.8,
-             color: buy ? "#0b57d0" : "#a142f4", text: `${buy ? "bought" : "sold"} ${data.filled_quantity || data.quantity}` };
+    return { time, id: `fill-${data.id}`, position: "atPriceMiddle", price, shape: "circle", size: 0.7,
+             color: buy ? "#0b57d0" : "#a142f4" };
   }
 
   function drawMarkers() {

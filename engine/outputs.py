@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import orjson
 
-from engine.domain import Bar
+from engine.domain import IST, Bar
 from engine.indicators import DEFAULT_COLUMNS
 from engine.strategy.runner import EmittedSignal, StrategyFailure
 from engine.strategy.signals import SignalRecord, signal_record
@@ -80,7 +80,7 @@ def signal_message(signal: EmittedSignal, now: datetime) -> dict[str, Any]:
         "entry_price": _text(rec.entry_price),
         "target_price": _text(rec.target_price),
         "stop_loss": _text(rec.stop_loss),
-        "valid_until": rec.valid_until.isoformat() if rec.valid_until else None,
+        "valid_until": rec.valid_until.astimezone(IST).isoformat() if rec.valid_until else None,
         "backtest_result": {},
         "executed": False,
         "executed_price": None,

@@ -32,6 +32,7 @@ import orjson
 
 from engine.domain import Bar, Timeframe
 from engine.errors import ConfigError
+from engine.indicators import parse
 from engine.orders.execution import Execution
 from engine.strategy.api import (
     PRICE_FIELDS,
@@ -136,6 +137,23 @@ class _Slot:
     failures: int = 0
     disabled: bool = False
     started: bool = False
+    reads: tuple[str, ...] | None = None  # the indicator columns its strategy asked for (signals' market_data)
+
+
+def _with_indicators(slot: _Slot, view: IndicatorView, intents: Sequence[SignalIntent]) -> list[SignalIntent]:
+    """``intents`` with ``market_data["indicators"]``: the values of the columns the strategy asked for, at
+    the decision (NaN as None), next to what the strategy put there itself."""
+    if not intents:
+        return []
+    if slot.reads is None:
+        specs = slot.deployment.strategy.required_indicators()
+        slot.reads = tuple(dict.fromkeys(c for spec in specs for c in parse(spec).columns if c in view))
+    read = {c: _json_number(view[c]) for c in slot.reads}
+    return [replace(i, market_data={**(i.market_data or {}), "indicators": read}) for i in intents]
+
+
+def _json_number(x: float) -> float | None:
+    return float(x) + 0.0 if math.isfinite(x) else None
 
 
 @dataclass(slots=True)
@@ -303,7 +321,8 @@ class StrategyRunner:
             d = slot.deployment
             intents = d.strategy.intents_for(bar, view, side, confidence, batch.rows[row_index],  # type: ignore[attr-defined]
                                              lease)
-            out.append((at, [EmittedSignal(d.user_id, d.name, d.strategy_id, bar, i, d.execution) for i in intents]))
+            out.append((at, [EmittedSignal(d.user_id, d.name, d.strategy_id, bar, i, d.execution)
+                             for i in _with_indicators(slot, view, intents)]))
         return out
 
     def _fail_model(self, batch: _ModelBatch, kind: FailureKind, detail: str) -> None:
@@ -356,7 +375,7 @@ class StrategyRunner:
             budget = f"budget {self.budget_ns / 1e6:g} ms"
             self._fail(slot, FailureKind.SLOW, f"on_bar took {elapsed / 1e6:.1f} ms ({budget})", bar)
         return [EmittedSignal(deployment.user_id, deployment.name, deployment.strategy_id, bar, i, deployment.execution)
-                for i in intents]
+                for i in _with_indicators(slot, view, intents)]
 
     def _fail(self, slot: _Slot, kind: FailureKind, detail: str, bar: Bar | None, disable: bool = False) -> None:
         slot.failures += 1

@@ -24,12 +24,12 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from engine.tokens import TokenIssuer, TokenRejected
-from sinks.feed import history
+from sinks.feed import history, queries
 from sinks.feed.accounts import identify
 from sinks.feed.config import FeedConfig
 from sinks.feed.fanout import Phase, Router, Subscription
 from sinks.feed.history import HistoryGone
-from sinks.feed.protocol import Authenticate, FeedSession, SessionState, Subscribe, Unsubscribe
+from sinks.feed.protocol import Authenticate, FeedSession, History, Positions, SessionState, Subscribe, Unsubscribe
 from sinks.feed.records import MARKET_USER, message_frame
 from streams import metrics
 
@@ -208,6 +208,10 @@ class FeedConnection:
                 await self._subscribe(request)
             elif isinstance(request, Unsubscribe):
                 self._unsubscribe(request)
+            elif isinstance(request, History):
+                await self._history(request)
+            elif isinstance(request, Positions):
+                await self._positions()
             await self._flush()
         self._close_if_asked()
 
@@ -262,6 +266,24 @@ class FeedConnection:
             if len(rows) < PAGE_SIZE and not sub.overflowed and sub.phase is Phase.CATCHING_UP:
                 for frame in sub.go_live():
                     self.outbox.push(frame)
+
+    async def _history(self, request: History) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        async with self.hub.pool.acquire() as conn:
+            if request.channel == "bars":
+                seq, items = await queries.bars(conn, request.symbol, request.timeframe, request.limit)  # type: ignore[arg-type]
+            else:
+                seq, items = await queries.messages(conn, identity.user_id, request.channel, request.symbol,
+                                                    request.limit)
+        self.session.history(request, seq, items)
+
+    async def _positions(self) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        async with self.hub.pool.acquire() as conn:
+            book = await queries.positions(conn, identity.user_id)
+        self.session.positions(book)
 
     def _unsubscribe(self, request: Unsubscribe) -> None:
         self._drop(request.channel)

@@ -33,6 +33,11 @@ CLOSE_GOING_AWAY = 1001  # server shutting down
 TIER_BAR_SYMBOLS: dict[str, int | None] = {"FREE": 5, "PRO": 50, "ELITE": None}
 #: most symbols one subscribe may name, whatever the channel
 MAX_FILTER_SYMBOLS = 1000
+#: channels ``history`` answers, and the most messages one answer may hold (its frame stays under 1 MiB)
+HISTORY_LIMITS = {"bars": 1000, "signals": 500, "orders": 500, "notifications": 500}
+HISTORY_DEFAULT_LIMIT = 300
+#: bar timeframes ``history`` takes (engine.domain.Timeframe labels)
+TIMEFRAMES = ("1m", "5m", "15m", "1h", "1d")
 #: seqs are PostgreSQL bigints
 MAX_SEQ = 2**63 - 1
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9&_.\-]{0,49}$")
@@ -75,13 +80,29 @@ class Subscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """Request: the latest ``limit`` messages of ``channel`` (bars: of ``symbol`` and ``timeframe``), oldest
+    first; answer with :meth:`FeedSession.history`."""
+
+    channel: str
+    symbol: str | None
+    timeframe: str | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Request: the user's portfolios, holdings and trading state; answer with :meth:`FeedSession.positions`."""
+
+
+@dataclass(frozen=True, slots=True)
 class Unsubscribe:
     """Request: stop the subscription of ``channel`` (if any)."""
 
     channel: str
 
 
-Request = Authenticate | Subscribe | Unsubscribe
+Request = Authenticate | Subscribe | Unsubscribe | History | Positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +144,7 @@ class FeedSession:
         op = message.get("op")
         handler = _HANDLERS.get(op) if isinstance(op, str) else None
         if handler is None:
-            return self._error("unknown_op", f"unknown op {str(op)[:40]!r}; use auth, subscribe, unsubscribe, ping")
+            return self._error("unknown_op", f"unknown op {str(op)[:40]!r}; use {', '.join(_HANDLERS)}")
         try:
             handler(self, message)
         except ArgumentError as exc:
@@ -171,6 +192,23 @@ class FeedSession:
     def unsubscribed(self, request: Unsubscribe) -> None:
         self._send({"op": "unsubscribed", "channel": request.channel})
 
+    def history(self, request: History, seq: int, items: list[bytes]) -> None:
+        """The answer to ``history``: ``items`` are message objects (JSON bytes), oldest first; ``seq`` the
+        channel's latest seq when they were read (subscribe with ``since_seq`` = it to go on live)."""
+        head = {"op": "history", "channel": request.channel, "limit": request.limit}
+        if request.channel == "bars":
+            head.update(symbol=request.symbol, timeframe=request.timeframe)
+        else:
+            head["symbol"] = request.symbol
+        head["seq"] = seq
+        if self.state is not SessionState.CLOSED:
+            self._outgoing.append(encode(head)[:-1] + b',"data":[' + b",".join(items) + b"]}")
+
+    def positions(self, data: bytes) -> None:
+        """The answer to ``positions``: ``data`` the JSON object of the user's book (README, "Frames")."""
+        if self.state is not SessionState.CLOSED:
+            self._outgoing.append(b'{"op":"positions","data":' + data + b"}")
+
     def unrecoverable(self, request: Subscribe) -> None:
         """The history after ``since_seq`` is gone: the client must reload, then subscribe without it."""
         self._send({"op": "error", "reason": "unrecoverable", "channel": request.channel,
@@ -214,6 +252,39 @@ class FeedSession:
         if self._authenticated() is None:
             return
         self._requests.append(Unsubscribe(_channel(message)))
+
+    def _on_history(self, message: dict[str, object]) -> None:
+        identity = self._authenticated()
+        if identity is None:
+            return
+        channel = message.get("channel")
+        if channel not in HISTORY_LIMITS:
+            raise ArgumentError(f"history channel must be one of {', '.join(HISTORY_LIMITS)}")
+        most = HISTORY_LIMITS[channel]
+        limit = message.get("limit", HISTORY_DEFAULT_LIMIT)
+        if type(limit) is not int or not 1 <= limit <= most:
+            raise ArgumentError(f"limit must be an integer from 1 to {most} for {channel}")
+        symbol, timeframe = message.get("symbol"), message.get("timeframe")
+        if symbol is not None or channel == "bars":
+            if not isinstance(symbol, str) or not _SYMBOL.match(symbol.upper()):
+                raise ArgumentError("bars history needs one symbol" if symbol is None else f"bad symbol {str(symbol)[:60]!r}")
+            symbol = symbol.upper()
+        if channel == "bars":
+            if timeframe not in TIMEFRAMES:
+                raise ArgumentError(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
+        elif timeframe is not None:
+            raise ArgumentError(f"timeframe applies to bars history only, not {channel}")
+        if channel not in identity.channels:
+            return self._close(CLOSE_FORBIDDEN, f"forbidden: this token may not read {channel}")
+        self._requests.append(History(channel, symbol, timeframe, limit))  # type: ignore[arg-type]
+
+    def _on_positions(self, message: dict[str, object]) -> None:
+        identity = self._authenticated()
+        if identity is None:
+            return
+        if "orders" not in identity.channels:  # the book is what the user's orders made it
+            return self._close(CLOSE_FORBIDDEN, "forbidden: positions need a token that may read orders")
+        self._requests.append(Positions())
 
     def _on_ping(self, message: dict[str, object]) -> None:
         reply: dict[str, object] = {"op": "pong"}
@@ -279,4 +350,6 @@ _HANDLERS = {
     "subscribe": FeedSession._on_subscribe,
     "unsubscribe": FeedSession._on_unsubscribe,
     "ping": FeedSession._on_ping,
+    "history": FeedSession._on_history,
+    "positions": FeedSession._on_positions,
 }

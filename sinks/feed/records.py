@@ -12,6 +12,10 @@ replaying history sends the same bytes as the live feed did.
 * ``market.bars``: newline-delimited bars. They belong to :data:`MARKET_USER` (one
   sequence shared by every user) and are identified by ``symbol|timeframe|time``.
 
+Personal messages are re-encoded for clients once, here (:func:`client_object`): the topics keep
+exact decimals as strings (docs/topics.md), frames carry them as JSON numbers, and every
+timestamp is ISO 8601 with the IST offset (README, "Frames").
+
 Unusable input raises :class:`BadData` with a stable reason; the caller counts and skips it.
 """
 
@@ -19,9 +23,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import orjson
 
+from engine.domain import IST
 from engine.errors import BadData
 from streams.topics import MARKET_BARS, NOTIFICATIONS, ORDERS, SIGNALS
 
@@ -30,6 +38,18 @@ MARKET_USER = str(uuid.UUID(int=0))
 
 #: feed channel -> Kafka topic it is read from
 CHANNEL_TOPICS = {"signals": SIGNALS, "orders": ORDERS, "notifications": NOTIFICATIONS, "bars": MARKET_BARS}
+#: per channel: fields sent as JSON numbers (the topics carry exact decimals as strings)
+NUMBER_FIELDS = {
+    "signals": frozenset({"confidence_score", "entry_price", "target_price", "stop_loss", "executed_price"}),
+    "orders": frozenset({"quantity", "price", "trigger_price", "filled_quantity", "average_price", "fees", "taxes"}),
+    "notifications": frozenset(),
+}
+#: per channel: timestamp fields, sent as ISO 8601 with the IST offset
+TIME_FIELDS = {
+    "signals": frozenset({"timestamp", "bar_time", "valid_until", "created_at", "updated_at"}),
+    "orders": frozenset({"order_timestamp", "exchange_timestamp", "created_at", "updated_at"}),
+    "notifications": frozenset({"created_at"}),
+}
 #: feed channel -> the ``op`` of its message frames
 CHANNEL_OPS = {"signals": "signal", "orders": "order", "notifications": "notification", "bars": "bar"}
 
@@ -57,7 +77,47 @@ def decode_personal(channel: str, key: bytes | None, value: bytes) -> FeedRecord
     if key is not None and _uuid(key.decode("utf-8", "replace")) != user_id:
         raise BadData("user_mismatch", f"{channel} message {message_id}: key and user_id differ")
     symbol = data.get("symbol")
-    return FeedRecord(user_id, channel, message_id, symbol if isinstance(symbol, str) else None, value.strip())
+    payload = orjson.dumps(client_object(channel, data))
+    return FeedRecord(user_id, channel, message_id, symbol if isinstance(symbol, str) else None, payload)
+
+
+def client_object(channel: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as clients get it: numeric fields as numbers, timestamps in IST; an order's ``signal`` too."""
+    out = dict(data)
+    for name in NUMBER_FIELDS[channel]:
+        if name in out:
+            out[name] = _number(name, out[name])
+    for name in TIME_FIELDS[channel]:
+        if name in out:
+            out[name] = _ist(name, out[name])
+    if channel == "orders" and isinstance(out.get("signal"), dict):
+        out["signal"] = client_object("signals", out["signal"])
+    return out
+
+
+def _number(name: str, value: object) -> int | float | None:
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = None
+        if number is not None and number.is_finite():
+            return int(number) if number == number.to_integral_value() and "." not in value else float(number)
+    raise BadData("bad_number", f"{name} is not a number: {str(value)[:40]!r}")
+
+
+def _ist(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise BadData("bad_time", f"{name} is not an ISO 8601 time with an offset: {str(value)[:40]!r}")
+    return moment.astimezone(IST).isoformat()
 
 
 def decode_bars(value: bytes) -> tuple[list[FeedRecord], list[BadData]]:

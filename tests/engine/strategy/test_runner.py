@@ -279,3 +279,21 @@ def test_a_failing_on_start_disables_at_once():
     [failure] = runner.take_failures()
     assert failure.disabled and "on_start raised RuntimeError: no" in failure.detail
     assert _run(runner, _bars("A", 2)) == []
+
+
+def test_a_signal_carries_the_indicator_values_its_strategy_read_at_the_decision():
+    class Reads(Echo):
+        def indicators(self):
+            return ["ema(3)", "macd(12,26,9)"]
+
+        def on_bar(self, bar, ind):
+            return [SignalIntent(SignalType.BUY, 0.5, bar.close, market_data={"note": "mine"})]
+
+    columns = ("ema_3", "macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9", "atr_14", "sma_50")
+    runner = StrategyRunner([_deploy(Reads(), "r")])
+    bars = _bars("A", 2)
+    rows = np.array([[1.5, 0.25, 0.5, -0.25, 2.0, 9.0], [1.75, math.nan, 0.5, -0.5, 2.5, 9.0]])
+    first, second = runner.on_bars(bars, rows, columns)
+    read = {"ema_3": 1.5, "macd_12_26_9": 0.25, "macd_signal_12_26_9": 0.5, "macd_hist_12_26_9": -0.25, "atr_14": 2.0}
+    assert first.intent.market_data == {"note": "mine", "indicators": read}  # sma_50 was not asked for
+    assert second.intent.market_data["indicators"]["macd_12_26_9"] is None  # unknown yet: null, never NaN

@@ -11,11 +11,37 @@ from sinks.feed.records import MARKET_USER, decode_bars, decode_personal, messag
 USER = "6f1c3a52-9a43-4c1f-8d2e-0b7f3f1d2a10"
 
 
-def test_signal_is_attributed_to_its_user_and_kept_byte_for_byte() -> None:
+def test_signal_is_attributed_to_its_user_and_kept_field_for_field() -> None:
     value = orjson.dumps({"id": "s1", "user_id": USER.upper(), "symbol": "TCS", "entry_price": 1.5})
     record = decode_personal("signals", USER.encode(), value)
     assert (record.user_id, record.channel, record.message_id, record.symbol) == (USER, "signals", "s1", "TCS")
     assert record.payload == value
+
+
+def test_clients_get_numbers_as_numbers_and_every_time_in_ist() -> None:
+    signal = {"id": "s1", "user_id": USER, "confidence_score": "0.82", "entry_price": "1567.25",
+              "target_price": "1600.00", "stop_loss": None, "executed_price": None,
+              "timestamp": "2026-01-05T09:16:00+05:30", "valid_until": "2026-01-05T03:51:00+00:00",
+              "created_at": "2026-01-05T03:47:01.250000+00:00", "market_data": {"indicators": {"ema_9": 1.5}}}
+    data = orjson.loads(decode_personal("signals", None, orjson.dumps(signal)).payload)
+    assert (data["confidence_score"], data["entry_price"], data["target_price"], data["stop_loss"]) == (
+        0.82, 1567.25, 1600.0, None)
+    assert data["valid_until"] == "2026-01-05T09:21:00+05:30"
+    assert data["created_at"] == "2026-01-05T09:17:01.250000+05:30" and data["market_data"] == signal["market_data"]
+    order = {"id": "o1", "event_id": "e1", "user_id": USER, "quantity": 10, "price": "1567.25", "fees": "20.00",
+             "average_price": None, "updated_at": "2026-01-05T09:17:00+05:30", "signal": signal}
+    data = orjson.loads(decode_personal("orders", None, orjson.dumps(order)).payload)
+    assert (data["quantity"], data["price"], data["fees"], data["signal"]["entry_price"]) == (10, 1567.25, 20.0, 1567.25)
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("entry_price", "12,5", "bad_number"), ("entry_price", "NaN", "bad_number"), ("entry_price", True, "bad_number"),
+    ("valid_until", "2026-01-05T09:21:00", "bad_time"), ("timestamp", "yesterday", "bad_time"),
+])
+def test_a_field_clients_could_not_read_is_bad_data(field: str, value: object, reason: str) -> None:
+    with pytest.raises(BadData) as caught:
+        decode_personal("signals", None, orjson.dumps({"id": "s1", "user_id": USER, field: value}))
+    assert caught.value.reason == reason
 
 
 def test_notification_without_symbol_and_key_falls_back_to_payload_user() -> None:

@@ -9,7 +9,7 @@ import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, NamedTuple
 
 import numpy as np
 import orjson
@@ -17,6 +17,8 @@ import pytest
 
 from db.connect import connect
 from engine.indicators import default_set
+from sinks.feed.server import FeedServer
+from tests.sinks.feed.support import FeedEnv, Publisher, add_user, issue_token
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,6 +45,24 @@ async def chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+class PageSession(NamedTuple):
+    """What a browser test of the page needs: a user and its token, a browser, a publisher, a feed server."""
+
+    user: str
+    token: str
+    browser: Any
+    pub: Publisher
+    server: FeedServer
+
+
+@contextlib.asynccontextmanager
+async def page_session(env: FeedEnv) -> AsyncIterator[PageSession]:
+    user = await add_user(env.dsn)
+    token = await issue_token(env, user)
+    async with chromium() as browser, Publisher(env) as pub, env.server() as server:
+        yield PageSession(user, token, browser, pub, server)
 
 
 def http_base(server: Any) -> str:

@@ -11,7 +11,7 @@ import websockets
 
 from engine.errors import ConfigError
 from sinks.feed.server import STATIC_FILES
-from tests.sinks.feed.page_support import chromium, http_base, open_page
+from tests.sinks.feed.page_support import chromium, http_base, open_page, page_session
 from tests.sinks.feed.support import FeedEnv, Publisher, add_user, issue_token, signal
 
 
@@ -51,9 +51,7 @@ def test_http_routes(feed_env: FeedEnv) -> None:
 
 def test_without_the_chart_library_the_page_says_how_to_install_it(feed_env: FeedEnv) -> None:
     async def scenario() -> None:
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        async with chromium() as browser, feed_env.server() as server:
+        async with page_session(feed_env) as (_user, token, browser, _pub, server):
             server._static.pop("lightweight-charts.js")  # as when npm never ran: the server serves 404
             page = await open_page(browser, server, token)  # the tables still work
             message = await page.text_content("#chart-message")

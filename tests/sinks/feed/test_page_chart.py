@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 from db.connect import connect
 from tests.sinks.feed.page_support import (
-    PHONE, ROOT, add_portfolio, artifacts_dir, chart_state, chromium, market_bars, next_bar, open_page, order,
+    DESKTOP, PHONE, ROOT, add_portfolio, artifacts_dir, chart_state, market_bars, next_bar, open_page, order, page_session,
     select_symbol, set_holding, store_bars, table_rows, wait_chart, wait_live, wait_rows,
 )
-from tests.sinks.feed.support import FeedEnv, Publisher, add_user, issue_token, signal
+from tests.sinks.feed.support import FeedEnv, signal
 
 
 def test_the_chart_draws_candles_from_history_and_adds_a_live_one(feed_env: FeedEnv) -> None:
@@ -21,9 +21,7 @@ def test_the_chart_draws_candles_from_history_and_adds_a_live_one(feed_env: Feed
 
     async def scenario() -> None:
         await store_bars(feed_env.dsn, bars)
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
             page = await open_page(browser, server, token)
             await select_symbol(page, "tcs")
             state = await wait_chart(page, "s.bars === 120")
@@ -64,9 +62,7 @@ def test_a_signal_puts_a_marker_on_the_chart_and_a_row_in_the_table(feed_env: Fe
 
     async def scenario() -> None:
         await store_bars(feed_env.dsn, bars)
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
             # two signals before the page opens: they come from history
             await pub.personal("signals", signal(user, "TCS", sid="old-buy", timeframe="5m", bar_time=bars[20]["time"]))
             await pub.personal("signals", signal(user, "INFY", sid="old-infy"))
@@ -97,9 +93,7 @@ def test_a_signal_puts_a_marker_on_the_chart_and_a_row_in_the_table(feed_env: Fe
 
 def test_the_symbol_filter_applies_to_signals_and_orders(feed_env: FeedEnv) -> None:
     async def scenario() -> None:
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
             page = await open_page(browser, server, token)
             for i, symbol in enumerate(["RELIANCE", "TCS", "INFY", "TCS"]):
                 await pub.personal("signals", signal(user, symbol, sid=f"s{i}"))
@@ -122,9 +116,7 @@ def test_the_symbol_filter_applies_to_signals_and_orders(feed_env: FeedEnv) -> N
 
 def test_a_reload_reconnects_by_itself_and_resumes_without_a_gap(feed_env: FeedEnv) -> None:
     async def scenario() -> None:
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
             page = await open_page(browser, server, token)
             for i in range(1, 4):
                 await pub.personal("signals", signal(user, "TCS", sid=f"s{i}"))
@@ -163,10 +155,8 @@ def test_a_reload_reconnects_by_itself_and_resumes_without_a_gap(feed_env: FeedE
 
 def test_positions_update_after_a_paper_fill(feed_env: FeedEnv) -> None:
     async def scenario() -> None:
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        portfolio = await add_portfolio(feed_env.dsn, user, {"TCS": (10, 3800.0, 3850.0)})
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
+            portfolio = await add_portfolio(feed_env.dsn, user, {"TCS": (10, 3800.0, 3850.0)})
             page = await open_page(browser, server, token)
             await wait_rows(page, "positions", 1)
             [row] = await table_rows(page, "positions")
@@ -196,12 +186,9 @@ def test_screenshots_at_desktop_and_phone_width(feed_env: FeedEnv) -> None:
 
     async def scenario() -> None:
         await store_bars(feed_env.dsn, bars[:-1])
-        user = await add_user(feed_env.dsn)
-        token = await issue_token(feed_env, user)
-        last = bars[-2]["close"]
-        await add_portfolio(feed_env.dsn, user, {"TCS": (25, 3790.4, last), "INFY": (40, 1512.0, 1538.75),
-                                                 "HDFCBANK": (30, 1702.5, 1688.1)})
-        async with chromium() as browser, Publisher(feed_env) as pub, feed_env.server() as server:
+        async with page_session(feed_env) as (user, token, browser, pub, server):
+            await add_portfolio(feed_env.dsn, user, {"TCS": (25, 3790.4, bars[-2]["close"]),
+                                                     "INFY": (40, 1512.0, 1538.75), "HDFCBANK": (30, 1702.5, 1688.1)})
             for n, (i, kind) in enumerate(_crosses(bars[:-1])[-6:]):
                 when = datetime.fromisoformat(bars[i]["time"]) + timedelta(minutes=5)
                 await pub.personal("signals", signal(
@@ -218,8 +205,8 @@ def test_screenshots_at_desktop_and_phone_width(feed_env: FeedEnv) -> None:
                                                at=bars[-2]["time"]))
             await pub.flush()
             screenshots = artifacts_dir()
-            for name, viewport in (("page", None), ("page-phone", PHONE)):
-                page = await open_page(browser, server, token, **({"viewport": viewport} if viewport else {}))
+            for name, viewport in (("page", DESKTOP), ("page-phone", PHONE)):
+                page = await open_page(browser, server, token, viewport=viewport)
                 await select_symbol(page, "TCS")
                 await wait_chart(page, "s.bars === 299 && s.markers.length >= 12")
                 await wait_rows(page, "positions", 3)

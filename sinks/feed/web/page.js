@@ -8,6 +8,7 @@
   const ROWS_KEPT = 500;
   const TIMEFRAME_S = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400 };
   const PERSONAL = ["signals", "orders"];
+  const SYMBOL = /^[A-Z0-9][A-Z0-9&_.\-]{0,49}$/;  // an NSE-style symbol, as README "Errors" (bad_argument) says
   const KEY = { token: "sharewise.token", symbol: "sharewise.symbol", timeframe: "sharewise.timeframe" };
   const RISING = "#137333", FALLING = "#b3261e", NEUTRAL = "#687482";
   const OVERLAYS = {  // indicator columns: engine.indicators.DEFAULT_COLUMNS
@@ -60,7 +61,7 @@
   // ---- state ------------------------------------------------------------------------------
 
   const state = {
-    socket: null, token: session.getItem(KEY.token), userId: null, channels: [],
+    socket: null, token: session.getItem(KEY.token), authed: false, userId: null, channels: [],
     retryMs: 1000, retryTimer: null, countdown: null, waiting: new Set(),
     filled: { signals: false, orders: false },  // this page holds the channel's history already
     symbol: (session.getItem(KEY.symbol) || "").toUpperCase(), timeframe: session.getItem(KEY.timeframe) || "5m",
@@ -96,6 +97,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws`);
     state.socket = socket;
+    state.authed = false;
     setStatus("connecting…", "wait");
     socket.onopen = () => send({ op: "auth", token: state.token });
     socket.onmessage = (event) => handle(JSON.parse(event.data));
@@ -104,6 +106,7 @@
 
   function closed(event) {
     state.socket = null;
+    state.authed = false;
     if (event.code === 4401 || event.code === 4403) {  // the token is refused: retrying cannot help
       forgetToken();
       setStatus(`disconnected: token refused (${event.code}${event.reason ? " " + event.reason : ""}) — paste a new token`,
@@ -129,7 +132,6 @@
     const frame = { op: "subscribe", channel };
     if (symbols) frame.symbols = symbols;
     if (sinceSeq !== null && sinceSeq !== undefined) frame.since_seq = sinceSeq;
-    state.waiting.add(channel);
     send(frame);
   }
 
@@ -142,9 +144,12 @@
     else send({ op: "history", channel, limit: LIMITS[channel] });
   }
 
+  // The status reads `live` once the personal channels are subscribed; the chart says in its legend
+  // whether its bars are loading.
   function loadChart() {
-    if (!state.symbol || !state.channels.includes("bars") || !state.socket) return;
-    state.waiting.add("bars");
+    if (!state.symbol || !state.authed || !state.channels.includes("bars")) return;
+    if (!SYMBOL.test(state.symbol)) { notice(`${state.symbol} is not a symbol`); return; }
+    notice("");
     send({ op: "history", channel: "bars", symbol: state.symbol, timeframe: state.timeframe, limit: LIMITS.bars });
   }
 
@@ -156,6 +161,7 @@
     auth_ok(msg) {
       if (state.userId !== null && state.userId !== msg.user_id) resetData();
       state.userId = msg.user_id;
+      state.authed = true;
       state.channels = msg.channels;
       state.retryMs = 1000;
       state.waiting.clear();
@@ -165,6 +171,7 @@
       if (state.waiting.size === 0) setStatus("live", "live");
     },
     subscribed(msg) {
+      if (msg.channel === "bars") legend(null);
       state.waiting.delete(msg.channel);
       if (state.waiting.size === 0) setStatus("live", "live");
     },

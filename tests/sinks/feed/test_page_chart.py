@@ -53,6 +53,9 @@ def test_the_chart_draws_candles_from_history_and_adds_a_live_one(feed_env: Feed
             await page.click("#timeframes button[data-tf='1m']")  # nothing stored for 1m: an empty chart
             state = await wait_chart(page, "s.timeframe === '1m' && s.bars === 0")
             assert state["candles"] == 0
+            await select_symbol(page, "not a symbol")  # said on the page, never sent
+            assert await page.text_content("#notice") == "NOT A SYMBOL is not a symbol"
+            assert await page.text_content("#status") == "live"
 
     asyncio.run(scenario())
 

@@ -448,7 +448,7 @@
     const common = { priceLineVisible: false, lastValueVisible: false, title: spec.title };
     const series = spec.histogram
       ? chart.addSeries(LW.HistogramSeries, { ...common, base: 0 }, spec.pane)
-      : chart.addSeries(LW.LineSeries, { ...common, color: spec.color, lineWidth: spec.pane ? 1.5 : 1.5,
+      : chart.addSeries(LW.LineSeries, { ...common, color: spec.color, lineWidth: 1.5,
                                           lineStyle: spec.lineStyle || 0, crosshairMarkerVisible: false }, spec.pane);
     series.sharewiseHistogram = Boolean(spec.histogram);
     for (const level of spec.levels || []) {

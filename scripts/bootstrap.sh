@@ -21,3 +21,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# The page's chart library (lightweight-charts, pinned in sinks/feed/web/package-lock.json) comes from npm,
+# never from a CDN: installed when node_modules is missing or the lock changed since the last install.
+web="$ROOT/sinks/feed/web"
+web_stamp="$web/node_modules/.sharewise-installed"
+web_want="$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)"
+if [ ! -f "$web_stamp" ] || [ "$(cat "$web_stamp")" != "$web_want" ]; then
+  if ! command -v npm > /dev/null 2>&1; then
+    echo "npm not found: the feed page will show no chart until you install Node.js (20+) and run" \
+         "npm ci --prefix sinks/feed/web; everything else works without it" >&2
+  else
+    echo "installing the feed page's chart library into sinks/feed/web/node_modules (first use only)" >&2
+    web_log="$VENV/npm-install.log"
+    if ! npm ci --prefix "$web" --no-audit --no-fund > "$web_log" 2>&1; then
+      tail -n 20 "$web_log" >&2
+      echo "npm ci --prefix sinks/feed/web failed; full log in $web_log" >&2
+      exit 2
+    fi
+    echo "$web_want" > "$web_stamp"
+  fi
+fi

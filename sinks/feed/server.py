@@ -1,7 +1,8 @@
 """The websocket feed server: websockets asyncio server + Kafka reader + HTTP page, in one process.
 
 ``sharewise feed-server`` runs :func:`serve_feed`; ``sharewise up`` can run it inside
-its own event loop. HTTP: ``GET /`` is the live web page, ``GET /healthz`` answers
+its own event loop. HTTP: ``GET /`` is the live web page, ``GET /static/NAME`` its
+scripts and styles (a fixed list, :data:`STATIC_FILES`), ``GET /healthz`` answers
 ``ok``; a websocket upgrade on ``/`` or ``/ws`` opens a feed session.
 
 Tokens are never logged: the websockets library logs through ``sharewise.feed.ws``,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import http
 import logging
 from importlib import resources
@@ -39,6 +41,16 @@ from sinks.feed.secret import load_secret
 log = logging.getLogger("sharewise.feed")
 _ws_log = logging.getLogger("sharewise.feed.ws")
 WEBSOCKET_PATHS = ("/", "/ws")
+#: What ``GET /static/NAME`` serves: NAME -> (file under sinks/feed/web, Content-Type). Nothing else
+#: is served, so no request path ever reaches the file system.
+STATIC_FILES = {
+    "page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "page.css": ("page.css", "text/css; charset=utf-8"),
+    # the chart library, installed from npm by scripts/bootstrap.sh (README "The page")
+    "lightweight-charts.js": ("node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js",
+                              "text/javascript; charset=utf-8"),
+}
+CHART_LIBRARY = "lightweight-charts.js"
 
 
 class FeedServer:
@@ -53,6 +65,7 @@ class FeedServer:
         self._port = settings.ws_port if port is None else port
         self.config = config or FeedConfig()
         self._page = resources.files("sinks.feed").joinpath("page.html").read_bytes()
+        self._static = _static_files()
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self.hub: FeedHub | None = None
@@ -96,6 +109,9 @@ class FeedServer:
             raise ConfigError(f"the feed server cannot listen on {self._host}:{self._port} ({exc.strerror or exc}):"
                               " set SHAREWISE_WS_HOST / SHAREWISE_WS_PORT") from exc
         log.info("feed server listening on %s", self.address)
+        if CHART_LIBRARY not in self._static:
+            log.warning("the page's chart library is not installed, so the page shows no chart:"
+                        " run scripts/sharewise once, or npm ci --prefix sinks/feed/web")
         if self._settings.kite_api_secret:
             self.postbacks = PostbackListener(pool, self._bootstrap, self._settings.kite_api_secret)
             try:
@@ -143,18 +159,22 @@ class FeedServer:
         await FeedConnection(ws, self.hub).run()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Plain HTTP on the same port: the page and a health check; upgrades pass through."""
+        """Plain HTTP on the same port: the page, its static files and a health check; upgrades pass through."""
         path = request.path.split("?", 1)[0]
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None if path in WEBSOCKET_PATHS else connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         if path in ("/", "/index.html"):
-            response = connection.respond(http.HTTPStatus.OK, "")
-            response.body = self._page
-            del response.headers["Content-Type"]
-            del response.headers["Content-Length"]
-            response.headers["Content-Type"] = "text/html; charset=utf-8"
-            response.headers["Content-Length"] = str(len(self._page))
-            response.headers["Cache-Control"] = "no-store"
+            return _body(connection, self._page, "text/html; charset=utf-8", "no-store")
+        if path.startswith("/static/") and path[len("/static/"):] in self._static:
+            body, kind, etag = self._static[path[len("/static/"):]]
+            if request.headers.get("If-None-Match") == etag:
+                response = connection.respond(http.HTTPStatus.NOT_MODIFIED, "")
+                del response.headers["Content-Type"]
+                del response.headers["Content-Length"]
+                response.headers["ETag"] = etag
+                return response
+            response = _body(connection, body, kind, "no-cache")  # revalidate: a new install changes the ETag
+            response.headers["ETag"] = etag
             return response
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
@@ -189,6 +209,36 @@ class FeedServer:
                 if removed:
                     log.info("feed retention removed %d old messages", removed)
             await asyncio.sleep(self.config.prune_every_s)
+
+
+def _static_files() -> dict[str, tuple[bytes, str, str]]:
+    """The files of :data:`STATIC_FILES` that exist, as NAME -> (body, Content-Type, ETag).
+
+    The page's own files ship with the package, so a missing one raises; the chart library
+    is missing until npm installed it, and is then left out (the server warns at start).
+    """
+    web = resources.files("sinks.feed").joinpath("web")
+    files = {}
+    for name, (relative, kind) in STATIC_FILES.items():
+        try:
+            body = web.joinpath(relative).read_bytes()
+        except FileNotFoundError:
+            if name == CHART_LIBRARY:
+                continue
+            raise
+        files[name] = (body, kind, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    return files
+
+
+def _body(connection: ServerConnection, body: bytes, kind: str, cache: str) -> Response:
+    response = connection.respond(http.HTTPStatus.OK, "")
+    response.body = body
+    del response.headers["Content-Type"]
+    del response.headers["Content-Length"]
+    response.headers["Content-Type"] = kind
+    response.headers["Content-Length"] = str(len(body))
+    response.headers["Cache-Control"] = cache
+    return response
 
 
 async def _first_done(waiting: Awaitable[object], task: asyncio.Future[None]) -> None:

@@ -34,7 +34,6 @@ from sinks.feed.connection import FeedConnection, FeedHub
 from sinks.feed.fanout import Router
 from sinks.feed.ingest import FeedIngest
 from sinks.feed.postbacks import PATH as POSTBACK_PATH, PostbackListener
-from sinks.feed.protocol import CLOSE_GOING_AWAY
 from db.connect import RETRYABLE
 from sinks.feed.secret import load_secret
 

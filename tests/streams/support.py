@@ -135,6 +135,18 @@ class Reference:
     paper: PaperRun | None = None  # the orders and the last book the order stage must write
 
 
+def ema_cross_pipeline(user: str, symbols: tuple[str, ...]) -> SignalPipeline:
+    """The pure core with one ema_cross row of ``user`` on ``symbols`` at 1m (a replayed minute session:
+    every tick closes a bar)."""
+    from engine.strategy import deployment_from_row
+
+    row = {"id": "6f1c0000-0000-0000-0000-000000000001", "user_id": user, "name": "ema_cross",
+           "parameters": {"strategy": "ema_cross", "symbols": list(symbols), "timeframe": "1m", "params": {}},
+           "entry_conditions": {}, "exit_conditions": {}, "risk_management": {}, "is_active": True}
+    registry = load_instruments(Settings(home=Path("/nonexistent")))
+    return SignalPipeline(registry, StrategyRunner([deployment_from_row(row)]), lateness_s=2.0)
+
+
 def offline_reference(path: Path, registry: InstrumentRegistry, deployments: list[Deployment], *,
                       lateness_s: float, flush: bool, chunk: int = 1,
                       limits: Callable[[str], RiskLimits] = lambda _: RiskLimits()) -> Reference:

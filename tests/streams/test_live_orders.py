@@ -21,7 +21,6 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from engine.cli.files import load_instruments
 from engine.credentials import Credentials, Secret
 from engine.errors import AccountUnavailable
 from engine.orders.desk import TOKEN_EXPIRED
@@ -29,16 +28,12 @@ from engine.orders.execution import Execution, Product
 from engine.orders.risk import RiskLimits
 from engine.orders.stage import PartitionBooks, clock_bar, clock_input, signal_input
 from engine.outputs import signal_message
-from engine.pipeline import SignalPipeline
-from engine.settings import Settings
-from engine.strategy import deployment_from_row
-from engine.strategy.runner import StrategyRunner
 from engine.ticks import decode_packets
 from engine.domain import Timeframe
 from sinks.brokers import TokenBucket, adapter_for
 from streams.live import LiveRouter
 from tests.fixtures.brokers import KiteFake, SmartApiFake, UpstoxFake
-from tests.streams.support import make_minute_history
+from tests.streams.support import ema_cross_pipeline, make_minute_history
 
 USER = "6f1c0000-0000-0000-0000-0000000000aa"
 ACCOUNT = "0b7c4f4e-5d1a-4c2b-9a57-3f1e2d9c8b01"
@@ -74,11 +69,8 @@ def session_inputs(tmp_path: Path) -> tuple[list[bytes], list[bytes]]:
     ema_cross row trading MIS 10 shares with ATR target and stop: (paper inputs, live inputs), minute by minute."""
     path = tmp_path / "history.jsonl"
     make_minute_history(path, SYMBOLS, sessions=1)
-    row = {"id": "6f1c0000-0000-0000-0000-000000000001", "user_id": USER, "name": "ema_cross",
-           "parameters": {"strategy": "ema_cross", "symbols": list(SYMBOLS), "timeframe": "1m", "params": {}},
-           "entry_conditions": {}, "exit_conditions": {}, "risk_management": {}, "is_active": True}
-    registry = load_instruments(Settings(home=Path("/nonexistent")))
-    pipeline = SignalPipeline(registry, StrategyRunner([deployment_from_row(row)]), lateness_s=2.0)
+    pipeline = ema_cross_pipeline(USER, SYMBOLS)
+    registry = pipeline.registry
     paper_ex = Execution(Product.MIS, quantity=10)
     live_ex = Execution(Product.MIS, quantity=10, mode="live", broker_account=ACCOUNT)
     lines = [raw for raw in path.read_bytes().splitlines() if raw.strip()]

@@ -17,19 +17,14 @@ from typing import Any
 import orjson
 
 from db.connect import connect
-from engine.cli.files import load_instruments
 from engine.domain import Timeframe
 from engine.orders.execution import Execution, Product
 from engine.orders.risk import RiskLimits
 from engine.orders.stage import PartitionBooks, clock_bar, clock_input, signal_input
 from engine.outputs import bars_packet, signal_message, signal_notification
-from engine.pipeline import SignalPipeline
-from engine.settings import Settings
-from engine.strategy import deployment_from_row
-from engine.strategy.runner import StrategyRunner
 from engine.ticks import decode_packets
 from tests.sinks.feed.support import FeedClient, FeedEnv, Publisher, add_user, issue_token
-from tests.streams.support import make_minute_history
+from tests.streams.support import ema_cross_pipeline, make_minute_history
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 SYMBOLS = ("RELIANCE", "TCS")
@@ -50,11 +45,8 @@ def session_messages(tmp_path: Path, user: str) -> dict[str, list[dict[str, Any]
     pipeline, its signals through the paper order stage: the messages the worker would publish."""
     path = tmp_path / "history.jsonl"
     make_minute_history(path, SYMBOLS, sessions=1)
-    row = {"id": "6f1c0000-0000-0000-0000-000000000001", "user_id": user, "name": "ema_cross",
-           "parameters": {"strategy": "ema_cross", "symbols": list(SYMBOLS), "timeframe": "1m", "params": {}},
-           "entry_conditions": {}, "exit_conditions": {}, "risk_management": {}, "is_active": True}
-    registry = load_instruments(Settings(home=Path("/nonexistent")))
-    pipeline = SignalPipeline(registry, StrategyRunner([deployment_from_row(row)]), lateness_s=2.0)
+    pipeline = ema_cross_pipeline(user, SYMBOLS)
+    registry = pipeline.registry
     books = PartitionBooks(Decimal("1000000"), lambda _: RiskLimits(max_positions=50))
     execution = Execution(Product.MIS, quantity=10)
     out: dict[str, list[dict[str, Any]]] = {"bars": [], "signals": [], "notifications": [], "orders": []}

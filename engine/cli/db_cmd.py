@@ -69,3 +69,4 @@ def seed_demo_cmd() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+from engine.cli import db_backup_cmd as _backups  # noqa: E402,F401  registers db backup|backups|restore|schedule

@@ -17,7 +17,7 @@ import os
 import shlex
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator
@@ -26,7 +26,7 @@ import asyncpg
 
 from db.backups import MANIFEST, Backup, archive_current_wal, chain_of, list_backups, run_tool
 from db.connect import connect
-from db.embedded import KEEP_MARKER, give_to_server, postgres_status, server_user, stop_postgres
+from db.embedded import KEEP_MARKER, configure_archiving, give_to_server, postgres_status, server_user, stop_postgres
 from engine.errors import ConfigError, ToolFailed, TransientError
 from engine.settings import Settings
 
@@ -77,6 +77,7 @@ def restore(
     # the home's server's bookkeeping and socket lock, and the manifests that WAL replay makes stale
     for leftover in (".handle_pids.json", KEEP_MARKER, "backup_manifest", MANIFEST, *_socket_locks(into)):
         (into / leftover).unlink(missing_ok=True)
+    configure_archiving(into, replace(settings, wal_archive=False))  # until promoted: the home's start turns it on
     reached = _replay(into, settings.wal_archive_dir.expanduser().resolve(), target, progress)
     return Restored(into=into, chain=[b.id for b in chain], reached=reached)
 
@@ -117,7 +118,8 @@ def temporary_server(datadir: Path, log: IO[str] | None = None) -> Iterator[str]
     sockets = Path(tempfile.mkdtemp(prefix="sharewise-restore-"))
     give_to_server(sockets)
     logfile = sockets / "server.log"
-    options = f"-c listen_addresses='' -c port=5432 -k {shlex.quote(str(sockets))}"
+    # never archive: a restored directory's new timeline must not reach the home's WAL archive unless promoted
+    options = f"-c listen_addresses='' -c port=5432 -c archive_mode=off -k {shlex.quote(str(sockets))}"
     pg_ctl = ["-D", str(datadir), "-l", str(logfile), "-o", options, "-w", "-t", str(int(_RECOVERY_WAIT_S))]
     try:
         try:
@@ -157,7 +159,7 @@ def _replay(datadir: Path, archive: Path, target: datetime | None, progress: IO[
     auto = datadir / "postgresql.auto.conf"
     original = auto.read_text() if auto.exists() else ""
     restore_command = f"cp \"{archive}/%f\" \"%p\"".replace("'", "''")
-    lines = [_RECOVERY_MARK, f"restore_command = '{restore_command}'", "archive_mode = off", "hot_standby = on"]
+    lines = [_RECOVERY_MARK, f"restore_command = '{restore_command}'", "hot_standby = on"]
     if target is not None:
         lines += [f"recovery_target_time = '{target.isoformat()}'", "recovery_target_action = 'pause'"]
     auto.write_text(original + "\n".join(lines) + "\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from db.connect import connect
 from db.embedded import start_postgres
 from db.restore import temporary_server
 from engine.settings import Settings
+from tests.db.test_cli import sharewise as run_cli
 
 
 def sharewise(home: Path, *args: str, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREWISE_")}
-    env |= {"SHAREWISE_HOME": str(home), "COLUMNS": "200"}
-    if database_url:
-        env["SHAREWISE_DATABASE_URL"] = database_url
-    script = Path(sys.executable).with_name("sharewise")  # the console script pip installed
-    return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=120)
+    return run_cli(*args, home=home, database_url=database_url)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

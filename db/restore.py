@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shlex
 import shutil
@@ -27,7 +28,7 @@ import asyncpg
 from db.backups import MANIFEST, Backup, archive_current_wal, chain_of, list_backups, run_tool
 from db.connect import connect
 from db.embedded import KEEP_MARKER, configure_archiving, give_to_server, postgres_status, server_user, stop_postgres
-from engine.errors import ConfigError, ToolFailed, TransientError
+from engine.errors import ConfigError, EngineError, ToolFailed, TransientError
 from engine.settings import Settings
 
 #: settings the temporary recovery server gets on top of the restored configuration (removed afterwards)
@@ -167,16 +168,17 @@ def _replay(datadir: Path, archive: Path, target: datetime | None, progress: IO[
     _give_tree_to_server(datadir)
     if progress is not None:
         progress.write(f"replaying archived WAL {'to ' + target.isoformat() if target else 'to its end'}\n")
+    log = io.StringIO()
     try:
-        with temporary_server(datadir) as dsn:
+        with temporary_server(datadir, log=log) as dsn:
             reached = asyncio.run(_finish_recovery(dsn, target is not None))
-    except ToolFailed as exc:
-        if "recovery ended before configured recovery target was reached" in exc.tail:
+    except (EngineError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        if "recovery ended before configured recovery target was reached" in log.getvalue():
             raise ConfigError(
-                f"the WAL archive ends before {target.isoformat() if target else 'the target'}: "
-                f"restore to an earlier time or use --latest (remove {datadir} first)"
+                f"the WAL archive ends before {target.isoformat() if target else 'the target'}: no transaction "
+                f"committed after it was archived; restore to an earlier time or use --latest (remove {datadir} first)"
             ) from exc
-        raise
+        raise ToolFailed("postgres (WAL replay)", 1, _tail_of(log.getvalue()) or str(exc)) from exc
     finally:
         auto.write_text(original)
     return reached
@@ -233,4 +235,8 @@ def _socket_locks(datadir: Path) -> list[str]:
 
 
 def _tail(path: Path) -> str:
-    return path.read_text()[-1500:] if path.exists() else "no server log"
+    return _tail_of(path.read_text()) if path.exists() else "no server log"
+
+
+def _tail_of(text: str) -> str:
+    return text[-1500:]

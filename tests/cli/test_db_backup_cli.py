@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from db.backups import run_tool
@@ -95,6 +95,10 @@ def test_restore_refuses_a_time_before_every_backup_and_a_used_directory(sharewi
     assert naive.returncode == 2 and "needs an offset" in naive.stderr
     home_db = sharewise(sharewise_home, "db", "restore", "--latest", "--into", str(sharewise_home / "postgres"))
     assert home_db.returncode == 2 and "is the home's data directory" in home_db.stderr
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    beyond = sharewise(sharewise_home, "db", "restore", "--to", later, "--into", str(sharewise_home / "r"))
+    assert beyond.returncode == 2 and "the WAL archive ends before" in beyond.stderr, beyond.stderr
+    assert "Traceback" not in beyond.stderr
 
 
 def test_logical_backup_of_an_external_database(sharewise_home, pg_dsn):
@@ -105,6 +109,10 @@ def test_logical_backup_of_an_external_database(sharewise_home, pg_dsn):
     assert str(dump) in done.stdout
     assert "TABLE public logical_probe" in run_tool("pg_restore", ["--list", str(dump)])
     assert not (sharewise_home / "postgres").exists()  # an external URL starts nothing embedded
+
+    ok(sharewise(sharewise_home, "db", "backup", "--logical", database_url=pg_dsn))  # into the backups directory
+    listed = json.loads(ok(sharewise(sharewise_home, "db", "backups", "--json")).stdout)
+    assert [(b["kind"], b["verified"], b["parent"]) for b in listed] == [("logical", True, None)]
 
 
 def test_logical_backup_never_shows_the_password(sharewise_home):

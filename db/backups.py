@@ -101,8 +101,9 @@ def take_backup(
     with _exclusive(directory):
         _remove_partials(directory, progress)
         dsn = start_postgres(settings)
-        parent = _parent_for(directory, kind)
-        if not asyncio.run(_check_server(dsn, kind)) and progress is not None:
+        archiving, timeline = asyncio.run(_check_server(dsn, kind))
+        parent = _parent_for(directory, kind, timeline)
+        if not archiving and progress is not None:
             progress.write("note: the server does not archive WAL: this backup restores only to its own end\n")
         started = _now()
         backup_id = f"{started.strftime('%Y%m%dT%H%M%S')}.{started.microsecond // 1000:03d}Z-{kind}"
@@ -111,7 +112,7 @@ def take_backup(
         if parent is not None:
             args += ["--incremental", str(parent.path / "backup_manifest")]
         try:
-            run_tool("pg_basebackup", args, progress=progress)
+            _basebackup(args, incremental=parent is not None, progress=progress)
             finished = _now()
             asyncio.run(archive_current_wal(dsn))
             run_tool("pg_verifybackup", [*VERIFY_ARGS, str(partial)])
@@ -292,18 +293,34 @@ def run_tool(
         return stdout.read()
 
 
+def _basebackup(args: list[str], *, incremental: bool, progress: IO[str] | None) -> None:
+    try:
+        run_tool("pg_basebackup", args, progress=progress)
+    except ToolFailed as exc:
+        if incremental and "WAL summaries are required" in exc.tail:
+            raise ConfigError(
+                "the server has no WAL summaries back to the previous backup (summarize_wal was off, or the database "
+                f"was restored onto a new timeline since): take a --full backup. pg_basebackup said: {exc.tail.strip()}"
+            ) from exc
+        raise
+
+
 def _die_with_parent() -> None:
     """In the child before exec: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-async def _check_server(dsn: str, kind: str) -> bool:
-    """Refuse a backup the running server cannot support (incrementals need summarize_wal); return whether it archives."""
+async def _check_server(dsn: str, kind: str) -> tuple[bool, int]:
+    """Refuse a backup the running server cannot support (incrementals need summarize_wal).
+
+    Returns whether it archives WAL and its timeline.
+    """
     conn = await connect(dsn)
     try:
         summarize = await conn.fetchval("SHOW summarize_wal")
         archiving = await conn.fetchval("SHOW archive_mode") != "off"
+        timeline = await conn.fetchval("SELECT timeline_id FROM pg_control_checkpoint()")
     finally:
         await conn.close()
     if kind == "incremental" and summarize != "on":
@@ -311,16 +328,23 @@ async def _check_server(dsn: str, kind: str) -> bool:
             "the running server does not summarize WAL (started before backups were set up): "
             "restart it (`sharewise services stop`, or end the processes using it), then take a --full backup"
         )
-    return archiving
+    return archiving, timeline
 
 
-def _parent_for(directory: Path, kind: str) -> Backup | None:
+def _parent_for(directory: Path, kind: str, timeline: int) -> Backup | None:
+    """The backup an incremental builds on: the newest one, taken on the server's current timeline."""
     if kind == "full":
         return None
     physical = [b for b in list_backups(directory) if b.kind != "logical"]
     if not physical:
         raise ConfigError(f"no backup to build an incremental on in {directory}: take one with --full first")
-    return physical[-1]
+    parent = physical[-1]
+    if parent.start_wal and int(parent.start_wal[:8], 16) != timeline:
+        raise ConfigError(
+            f"the newest backup {parent.id} was taken on timeline {int(parent.start_wal[:8], 16)} and the database "
+            f"is on timeline {timeline} since a restore was promoted: take a --full backup"
+        )
+    return parent
 
 
 def _root_id(backups: list[Backup], backup: Backup) -> str | None:

@@ -82,6 +82,8 @@ def test_restore_drill_to_a_time_then_latest_then_promote(sharewise_home):
     assert str(aside) in promoted.stdout and not restored.exists()
     dsn = start_postgres(Settings(home=home))
     assert [r["n"] for r in sql(dsn, "SELECT n FROM drill ORDER BY n")] == list(range(1, 31))
+    across = sharewise(home, "db", "backup", "--incremental")
+    assert across.returncode == 2 and "take a --full backup" in across.stderr  # no WAL summaries across timelines
     ok(sharewise(home, "db", "backup", "--full"))  # the promoted database backs up on its new timeline
     assert all(b["verified"] for b in json.loads(ok(sharewise(home, "db", "backups", "--json")).stdout))
 

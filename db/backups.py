@@ -91,8 +91,8 @@ def take_backup(
     """Take a verified ``pg_basebackup`` of the embedded server; return it and the ids rotation removed.
 
     An incremental builds on the newest backup of the directory. After a full backup,
-    ``keep`` (when given) applies :func:`prune`. Raises ConfigError for an external server,
-    a server without archiving/WAL summaries, or an incremental without a previous backup;
+    ``keep`` (when given) applies :func:`prune`. Raises ConfigError for an external server, or
+    an incremental without WAL summaries or without a previous backup on the server's timeline;
     ToolFailed when a tool fails (the partial backup is removed, the chain is unchanged).
     """
     if settings.database_url:
@@ -106,7 +106,7 @@ def take_backup(
         if not archiving and progress is not None:
             progress.write("note: the server does not archive WAL: this backup restores only to its own end\n")
         started = _now()
-        backup_id = f"{started.strftime('%Y%m%dT%H%M%S')}.{started.microsecond // 1000:03d}Z-{kind}"
+        backup_id = _new_id(started, kind)
         partial = directory / f"{PARTIAL_PREFIX}{backup_id}"
         args = ["-d", dsn, "-D", str(partial), "-Fp", "-X", "stream", "-c", "fast", "--progress"]
         if parent is not None:
@@ -138,7 +138,7 @@ def take_logical(dsn: str, *, out: Path | None, settings: Settings, progress: IO
     started = _now()
     if out is None:
         directory = _backups_dir(settings, None)
-        backup_id = f"{started.strftime('%Y%m%dT%H%M%S')}.{started.microsecond // 1000:03d}Z-logical"
+        backup_id = _new_id(started, "logical")
         partial_dir = directory / f"{PARTIAL_PREFIX}{backup_id}"
         partial_dir.mkdir(mode=0o700)
         target, partial = directory / backup_id / DUMP_FILE, partial_dir / DUMP_FILE
@@ -149,7 +149,10 @@ def take_logical(dsn: str, *, out: Path | None, settings: Settings, progress: IO
         run_tool("pg_dump", ["-Fc", "-f", str(partial), "-d", plain_dsn], env=env, progress=progress)
         run_tool("pg_restore", ["--list", str(partial)])
     except BaseException:
-        shutil.rmtree(partial_dir, ignore_errors=True) if partial_dir else partial.unlink(missing_ok=True)
+        if partial_dir is not None:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
         raise
     if partial_dir is None:
         os.replace(partial, target)
@@ -409,6 +412,11 @@ def _start_wal(backup_dir: Path) -> str | None:
 
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _new_id(started: datetime, kind: str) -> str:
+    """``20261130T091500.123Z-full``: sorts by time, and names the kind."""
+    return f"{started.strftime('%Y%m%dT%H%M%S')}.{started.microsecond // 1000:03d}Z-{kind}"
 
 
 def _now() -> datetime:

@@ -25,7 +25,7 @@ from typing import IO, Iterator
 
 import asyncpg
 
-from db.backups import MANIFEST, Backup, archive_current_wal, chain_of, list_backups, run_tool
+from db.backups import MANIFEST, VERIFY_ARGS, Backup, archive_current_wal, chain_of, list_backups, run_tool
 from db.connect import connect
 from db.embedded import KEEP_MARKER, configure_archiving, give_to_server, postgres_status, server_user, stop_postgres
 from engine.errors import ConfigError, EngineError, ToolFailed, TransientError
@@ -59,7 +59,8 @@ def restore(
     ``into`` must not exist or be empty. If the home's server runs, its current WAL segment is
     archived first, so everything committed until now can be replayed. Raises ConfigError
     when no backup finished before ``target`` or the archive ends before it, ToolFailed when
-    a tool fails (``into`` is then left as it is, for inspection: remove it before retrying).
+    a tool fails, e.g. a backup of the chain fails ``pg_verifybackup`` (``into`` is then left as
+    it is, for inspection: remove it before retrying).
     """
     if settings.database_url:
         raise ConfigError("restore works on the embedded server's backups; an external server is restored by its DBA")
@@ -72,9 +73,11 @@ def restore(
         asyncio.run(archive_current_wal(running["dsn"]))
     elif progress is not None:
         progress.write("the home's server is not running: replaying the WAL already in the archive\n")
+    for backup in chain:  # a damaged backup is named before anything is written
+        run_tool("pg_verifybackup", [*VERIFY_ARGS, str(backup.path)])
     into.parent.mkdir(parents=True, exist_ok=True)
     run_tool("pg_combinebackup", [*(str(b.path) for b in chain), "-o", str(into)], progress=progress)
-    run_tool("pg_verifybackup", ["--quiet", "--ignore", MANIFEST, str(into)])
+    run_tool("pg_verifybackup", [*VERIFY_ARGS, str(into)])
     # the home's server's bookkeeping and socket lock, and the manifests that WAL replay makes stale
     for leftover in (".handle_pids.json", KEEP_MARKER, "backup_manifest", MANIFEST, *_socket_locks(into)):
         (into / leftover).unlink(missing_ok=True)

@@ -67,7 +67,10 @@ def backups_cmd(
     prune_now: bool = typer.Option(False, "--prune", help="First apply rotation (--keep) to the directory."),
     keep: int = typer.Option(DEFAULT_KEEP, "--keep", min=1, help="With --prune: full backups to keep, with their incrementals."),
 ) -> None:
-    """List the backups, oldest first, each checked with pg_verifybackup (logical ones with pg_restore --list)."""
+    """List the backups, oldest first, each checked with pg_verifybackup (logical ones with pg_restore --list).
+
+    Exits 1 when one fails its check.
+    """
     from db.backups import list_backups, prune, verify
 
     settings = load_settings()
@@ -76,8 +79,11 @@ def backups_cmd(
         for backup_id in prune(settings, directory, keep):
             err.print(f"removed {backup_id} (rotation: keeping {keep} full backups)")
     checked = [(backup, *verify(backup)) for backup in list_backups(chosen)]
+    failed = [backup.id for backup, ok, _ in checked if not ok]
     if json_out:
         print(orjson.dumps([backup.as_json(ok) for backup, ok, _ in checked]).decode())
+        if failed:
+            raise typer.Exit(1)
         return
     if not checked:
         out.print(f"no backups in {chosen}")
@@ -94,7 +100,7 @@ def backups_cmd(
         if not ok:
             err.print(f"{backup.id}: {tail.strip()}", soft_wrap=True)
     out.print(f"{len(checked)} backup(s) in {chosen}; WAL archive {settings.wal_archive_dir}")
-    if any(not ok for _, ok, _ in checked):
+    if failed:
         raise typer.Exit(1)
 
 

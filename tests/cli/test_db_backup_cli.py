@@ -88,7 +88,7 @@ def test_restore_drill_to_a_time_then_latest_then_promote(sharewise_home):
     assert all(b["verified"] for b in json.loads(ok(sharewise(home, "db", "backups", "--json")).stdout))
 
 
-def test_restore_refuses_a_time_before_every_backup_and_a_used_directory(sharewise_home):
+def test_restore_refuses_bad_targets_and_damaged_backups(sharewise_home):
     start_postgres(Settings(home=sharewise_home))
     ok(sharewise(sharewise_home, "db", "backup", "--full"))
     early = sharewise(sharewise_home, "db", "restore", "--to", "2020-01-01T00:00:00+05:30", "--into", str(sharewise_home / "r"))
@@ -99,8 +99,17 @@ def test_restore_refuses_a_time_before_every_backup_and_a_used_directory(sharewi
     assert home_db.returncode == 2 and "is the home's data directory" in home_db.stderr
     later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     beyond = sharewise(sharewise_home, "db", "restore", "--to", later, "--into", str(sharewise_home / "r"))
-    assert beyond.returncode == 2 and "the WAL archive ends before" in beyond.stderr, beyond.stderr
+    assert beyond.returncode == 2 and "the WAL archive ends before" in beyond.stderr, beyond.stderr  # r is left as it is
     assert "Traceback" not in beyond.stderr
+
+    backup = next(p for p in (sharewise_home / "backups").iterdir() if p.name.endswith("-full"))
+    with open(backup / "global" / "pg_control", "r+b") as damaged:
+        damaged.write(b"\xff")
+    listed = sharewise(sharewise_home, "db", "backups", "--json")
+    assert listed.returncode == 1 and [b["verified"] for b in json.loads(listed.stdout)] == [False]
+    refused = sharewise(sharewise_home, "db", "restore", "--latest", "--into", str(sharewise_home / "r2"))
+    assert refused.returncode == 1 and "pg_verifybackup failed" in refused.stderr and "pg_control" in refused.stderr
+    assert not (sharewise_home / "r2").exists()
 
 
 def test_logical_backup_of_an_external_database(sharewise_home, pg_dsn):

@@ -116,3 +116,11 @@ def test_an_incremental_needs_a_previous_backup(sharewise_home):
 def test_pg_dump_gets_the_password_in_its_environment_only(dsn, plain, password):
     shown, env = _without_password(dsn)
     assert shown == plain and env.get("PGPASSWORD") == password
+
+
+@pytest.mark.parametrize(("raw", "on"), [(None, True), ("on", True), ("OFF", False), ("0", False)])
+def test_wal_archiving_is_a_setting_on_by_default(raw, on):
+    env = {"SHAREWISE_HOME": "/h"} | ({"SHAREWISE_WAL_ARCHIVE": raw} if raw else {})
+    assert Settings.from_env(env).wal_archive is on
+    with pytest.raises(ConfigError, match="SHAREWISE_WAL_ARCHIVE must be on or off"):
+        Settings.from_env({"SHAREWISE_HOME": "/h", "SHAREWISE_WAL_ARCHIVE": "maybe"})

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import signal
 import stat
 import subprocess
@@ -146,8 +147,6 @@ def give_to_server(path: Path) -> None:
     """Make ``path`` (not its contents) belong to the server's OS user; nothing to do when not root."""
     user = server_user()
     if user is not None:
-        import pwd
-
         entry = pwd.getpwnam(user)
         os.chown(path, entry.pw_uid, entry.pw_gid)
 

@@ -97,6 +97,12 @@ def test_rotation_keeps_the_newest_fulls_with_their_incrementals_and_their_wal(s
     done = restore(settings, into=sharewise_home / "restored", target=None)
     assert done.chain == [second.id] and rows_in(done.into) == list(range(1, 11))
 
+    third, removed = take_backup(settings, "full")  # no keep: no rotation
+    assert removed == [] and len(list_backups(settings.backups_dir)) == 2
+    pruned = ok(sharewise(sharewise_home, "db", "backups", "--prune", "--keep", "1", "--json"))
+    assert f"removed {second.id}" in pruned.stderr
+    assert [b["id"] for b in json.loads(pruned.stdout)] == [third.id]
+
 
 def test_an_incremental_needs_a_previous_backup(sharewise_home):
     with pytest.raises(ConfigError, match="take one with --full first"):

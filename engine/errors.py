@@ -91,3 +91,19 @@ class AccountUnavailable(EngineError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+
+
+class ToolFailed(EngineError):
+    """An external program (a PostgreSQL tool such as ``pg_basebackup``) exited non-zero.
+
+    ``tail`` is the end of what it wrote on stderr: the operator's first clue.
+    """
+
+    def __init__(self, tool: str, returncode: int, tail: str) -> None:
+        super().__init__(f"{tool} failed (exit {returncode}): {tail.strip() or 'no output'}")
+        self.tool = tool
+        self.returncode = returncode
+        self.tail = tail
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "tool": self.tool, "returncode": self.returncode, "tail": self.tail}

@@ -28,6 +28,7 @@ variable                       meaning                                     defau
 ``SHAREWISE_POSTBACK_PORT``    port of the feed's postback listener        ``8766`` (0: any free)
 ``SHAREWISE_MODEL_MAX_BYTES``  largest ONNX model file ``model import`` takes  ``52428800`` (50 MB)
 ``SHAREWISE_CPU_HOUR_PRICE``  price (₹) of one CPU hour of ``model train``  ``10.00``
+``SHAREWISE_WAL_ARCHIVE``     archive the embedded server's WAL (``on``/``off``)  ``on``
 =============================  ==========================================  =========================
 """
 
@@ -84,6 +85,8 @@ class Settings:
     model_max_bytes: int = 50 * 1024 * 1024
     #: ₹ per CPU hour billed for ``sharewise model train`` (ai_studio_computeusage.cost)
     cpu_hour_price: Decimal = Decimal("10.00")
+    #: the embedded server archives its WAL into :attr:`wal_archive_dir` (README "Backups and restore")
+    wal_archive: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_home: Path | None = None) -> Settings:
@@ -126,6 +129,7 @@ class Settings:
             reload_s=max(_float(env, "SHAREWISE_RELOAD_S", 30.0), 0.5),
             model_max_bytes=_int(env, "SHAREWISE_MODEL_MAX_BYTES", 50 * 1024 * 1024, minimum=1),
             cpu_hour_price=_money(env, "SHAREWISE_CPU_HOUR_PRICE", Decimal("10.00")),
+            wal_archive=_switch(env, "SHAREWISE_WAL_ARCHIVE", True),
         )
 
     @property
@@ -136,6 +140,14 @@ class Settings:
     @property
     def pgdata(self) -> Path:
         return self.home / "postgres"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def wal_archive_dir(self) -> Path:
+        return self.backups_dir / "wal"
 
     @property
     def log_dir(self) -> Path:
@@ -201,6 +213,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value >= 0:
         raise ConfigError(f"{name} must be >= 0, got {raw!r}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"on", "true", "1", "yes"}:
+        return True
+    if raw in {"off", "false", "0", "no"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
 def _money(env: Mapping[str, str], name: str, default: Decimal) -> Decimal:

@@ -71,4 +71,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
-import engine.cli.db_retention_cmd  # noqa: E402,F401  (registers `db retention` on db_app)
+# importing them registers `db retention` and `db backup|backups|restore|schedule` on db_app
+from engine.cli import db_backup_cmd, db_retention_cmd  # noqa: E402,F401

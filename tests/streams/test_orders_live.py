@@ -393,7 +393,7 @@ def _runs(seqs: list[int]) -> str:
 def _dec(value: str | None):  # noqa: ANN202
     from decimal import Decimal
 
-    return None if value is None else Decimal(value)
+    return None if value is None else Decimal(str(value))  # a frame carries numbers (README, "Frames")
 
 
 # --- 2. the kill switch, live ----------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_every_worker_gets_a_sink_for_orders_and_portfolios():
 @pytest.mark.parametrize("builder, value", [
     (ORDER_ROWS, b"{not json"),
     (ORDER_ROWS, b"[1, 2]"),
-    (ORDER_ROWS, orjson.dumps({"id": str(uuid.uuid4())})),
+    (ORDER_ROWS, orjson.dumps({"id": str(uuid.UUID(int=1))})),
     (ORDER_ROWS, orjson.dumps(order_msg(str(uuid.uuid4()), str(uuid.uuid4()), "FILLED", t(2)))),
     (ORDER_ROWS, orjson.dumps(order_msg(str(uuid.uuid4()), str(uuid.uuid4()), "COMPLETE", t(2), average_price="x"))),
     (ORDER_ROWS, orjson.dumps(order_msg(str(uuid.uuid4()), str(uuid.uuid4()), "OPEN", "2024-01-02T09:17:00"))),

@@ -65,7 +65,7 @@
     retryMs: 1000, retryTimer: null, countdown: null, waiting: new Set(),
     filled: { signals: false, orders: false },  // this page holds the channel's history already
     symbol: (session.getItem(KEY.symbol) || "").toUpperCase(), timeframe: session.getItem(KEY.timeframe) || "5m",
-    barsSeq: null, bars: [], signals: [], orders: new Map(), symbols: new Set(), positionsTimer: null,
+    barsSeq: null, bars: [], signals: [], orders: new Map(), symbols: new Set(), positionsTimer: null, positionsAgain: null,
   };
 
   const seqKey = (channel) => `sharewise.seq.${state.userId}.${channel}`;
@@ -182,8 +182,12 @@
     signal(msg) { receive("signals", msg.seq, msg.data); },
     order(msg) {
       receive("orders", msg.seq, msg.data);
-      clearTimeout(state.positionsTimer);  // a burst of order updates asks for positions once
+      // A burst of order updates asks for positions once, and once more a little later: the book that a fill
+      // changes reaches PostgreSQL through its own sink, maybe after the order's frame reached us.
+      clearTimeout(state.positionsTimer);
+      clearTimeout(state.positionsAgain);
       state.positionsTimer = setTimeout(requestPositions, 300);
+      state.positionsAgain = setTimeout(requestPositions, 2500);
     },
     bar(msg) { liveBar(msg.seq, msg.data); },
     positions(msg) { renderPositions(msg.data); },
@@ -225,6 +229,8 @@
     noteSymbol(data.symbol);
     if (channel === "signals") addSignal(seq, data);
     else addOrder(seq, data);
+    // a page opened before the first signal charts the symbol of the first one that arrives
+    if (channel === "signals" && state.filled.signals && !state.symbol && data.symbol) selectSymbol(data.symbol);
   }
 
   function cell(tr, text, cls) {
@@ -358,7 +364,7 @@
       layout: { background: { color: "#ffffff" }, textColor: "#1d2733", fontSize: 11,
                 panes: { separatorColor: "#d5dbe1" } },
       grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
-      timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#d5dbe1" },
+      timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#d5dbe1", maxBarSpacing: 14 },
       rightPriceScale: { borderColor: "#d5dbe1" },
       localization: { timeFormatter: (t) => istLabel(t, state.timeframe !== "1d").replace(":00 IST", " IST") },
     });
@@ -377,6 +383,8 @@
   }
   const candle = (b) => ({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
 
+  const YOUNG_BARS = 80;
+
   function barHistory(msg) {
     if (msg.symbol !== state.symbol || msg.timeframe !== state.timeframe) return;  // an earlier selection's answer
     const byTime = new Map();
@@ -387,7 +395,9 @@
     state.bars = [...byTime.values()].sort((a, b) => a.time - b.time);
     state.barsSeq = msg.seq;
     redraw();
-    if (chart) chart.timeScale().scrollToRealTime();
+    // a young chart (a session's first bars) fills from the left, with room for the bars to come
+    if (chart && state.bars.length < YOUNG_BARS) chart.timeScale().setVisibleLogicalRange({ from: -1, to: YOUNG_BARS });
+    else if (chart) chart.timeScale().scrollToRealTime();
     subscribe("bars", msg.seq, [state.symbol]);
   }
 

@@ -42,7 +42,7 @@ AS_OF = date(2026, 11, 30)
 async def _fill(dsn: str, signals: int) -> None:
     conn = await connect(dsn)
     try:
-        user = await conn.fetchval("INSERT INTO users_customuser (email) VALUES ('bench@local') RETURNING id")
+        user = await conn.fetchval("INSERT INTO users_customuser (email) VALUES ('bench@local') ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id")
         await conn.execute(
             "INSERT INTO trading_signal (user_id, timestamp, symbol, strategy_name, signal_type, confidence_score,"
             " entry_price, market_data) SELECT $1, CASE WHEN g % 5 = 0 THEN timestamptz '2026-06-01 10:00+05:30'"
@@ -151,7 +151,8 @@ def main() -> None:
         print("\nbackups of the whole server (4 databases); wall time")
         print(f"  db backup --full (pg_basebackup, verified)      {full_s:7.2f} s  {full.bytes / 2**20:8.1f} MiB")
         print(f"  db backup --incremental (after 5 % more rows)   {incr_s:7.2f} s  {incr.bytes / 2**20:8.1f} MiB")
-        print(f"  db restore --latest (combine + WAL replay)      {restore_s:7.2f} s  reached {restored.reached}")
+        reached = restored.reached or "the end of the archive"
+        print(f"  db restore --latest (combine + WAL replay)      {restore_s:7.2f} s  replayed to {reached}")
         print(f"  peer: pg_dump -Fc of one database               {dump_s:7.2f} s"
               f"  {dump.stat().st_size / 2**20:8.1f} MiB")
     finally:

@@ -42,7 +42,8 @@ AS_OF = date(2026, 11, 30)
 async def _fill(dsn: str, signals: int) -> None:
     conn = await connect(dsn)
     try:
-        user = await conn.fetchval("INSERT INTO users_customuser (email) VALUES ('bench@local') ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id")
+        user = await conn.fetchval("INSERT INTO users_customuser (email) VALUES ('bench@local')"
+                                   " ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id")
         await conn.execute(
             "INSERT INTO trading_signal (user_id, timestamp, symbol, strategy_name, signal_type, confidence_score,"
             " entry_price, market_data) SELECT $1, CASE WHEN g % 5 = 0 THEN timestamptz '2026-06-01 10:00+05:30'"

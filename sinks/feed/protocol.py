@@ -267,7 +267,8 @@ class FeedSession:
         symbol, timeframe = message.get("symbol"), message.get("timeframe")
         if symbol is not None or channel == "bars":
             if not isinstance(symbol, str) or not _SYMBOL.match(symbol.upper()):
-                raise ArgumentError("bars history needs one symbol" if symbol is None else f"bad symbol {str(symbol)[:60]!r}")
+                raise ArgumentError("bars history needs one symbol" if symbol is None
+                                    else f"bad symbol {str(symbol)[:60]!r}")
             symbol = symbol.upper()
         if channel == "bars":
             if timeframe not in TIMEFRAMES:

@@ -47,7 +47,8 @@ async def _trader(url: str, token: str) -> dict:
         await wait_live(page)
         await wait_rows(page, "signals", 1)  # the demo's strategies signal on the synthetic session
         first = await wait_chart(page, "s.symbol && s.candles >= 3")
-        moved = await wait_chart(page, f"s.candles > {first['candles']} || (s.last && s.last.time > {first['last']['time']})")
+        grew = f"s.candles > {first['candles']} || (s.last && s.last.time > {first['last']['time']})"
+        moved = await wait_chart(page, grew)
         await wait_rows(page, "orders", 1)  # and the demo's paper account trades them
         await page.wait_for_function("/value/.test(document.getElementById('portfolio-summary').textContent)",
                                      timeout=60_000)  # the demo's paper portfolio, from `positions`

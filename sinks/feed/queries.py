@@ -1,7 +1,7 @@
 """What the ``history`` and ``positions`` ops read from PostgreSQL, as the JSON clients get (README, "Frames").
 
 * bars come from ``analytics_marketdata`` (the bars the pipeline stored, every timeframe, kept 5 years),
-  shaped like ``market.bars`` objects;
+  shaped like ``market.bars`` objects, completed by the feed's own copy of the latest ones;
 * signals, orders and notifications come from the user's own feed history (``engine.feed_message``): the
   very objects the live frames carried, so history and live never differ;
 * positions come from ``portfolios_portfolio``, ``portfolios_holding`` and ``engine.trading_state``.
@@ -24,6 +24,9 @@ from engine.domain import IST
 from sinks.feed import history
 from sinks.feed.records import MARKET_USER
 
+#: how far back (in bar seqs) ``bars`` looks for bars the feed has sequenced but the sink has not stored yet
+RECENT_BARS = 5000
+
 
 async def bars(conn: asyncpg.Connection, symbol: str, timeframe: str, limit: int) -> tuple[int, list[bytes]]:
     """The latest ``limit`` bars of ``symbol`` at ``timeframe``, oldest first, and the bars channel's seq."""
@@ -33,11 +36,23 @@ async def bars(conn: asyncpg.Connection, symbol: str, timeframe: str, limit: int
         " FROM analytics_marketdata WHERE symbol = $1 AND timeframe = $2 ORDER BY timestamp DESC LIMIT $3",
         symbol, timeframe, limit,
     )
-    return seq, [orjson.dumps({
+    stored = {_ist(r["timestamp"]): orjson.dumps({
         "symbol": symbol, "timeframe": timeframe, "time": _ist(r["timestamp"]), "open": _number(r["open_price"]),
         "high": _number(r["high_price"]), "low": _number(r["low_price"]), "close": _number(r["close_price"]),
         "volume": r["volume"], "indicators": orjson.Fragment(r["technical_indicators"] or "{}"),
-    }) for r in reversed(rows)]  # fmt: skip
+    }) for r in rows}  # fmt: skip
+    # The feed and the bars' sink read market.bars each at its own pace: a bar the feed has sequenced (seq <= the
+    # answer's seq, so the subscription will not send it) may not be stored yet. The feed's own copy fills it in.
+    recent = await conn.fetch(
+        "SELECT payload FROM engine.feed_message WHERE user_id = $1 AND channel = 'bars' AND symbol = $2"
+        " AND seq > $3 AND seq <= $4 AND message_id LIKE $5 ORDER BY seq",
+        MARKET_USER, symbol, seq - RECENT_BARS, seq, f"{symbol}|{timeframe}|%")
+    for r in recent:
+        bar = orjson.loads(r["payload"])
+        time = _ist(datetime.fromisoformat(bar["time"]))
+        if time not in stored and (not stored or time > min(stored)):
+            stored[time] = orjson.dumps({**bar, "time": time})
+    return seq, [stored[t] for t in sorted(stored, key=datetime.fromisoformat)[-limit:]]
 
 
 async def messages(conn: asyncpg.Connection, user_id: str, channel: str, symbol: str | None,

@@ -212,3 +212,31 @@ def _order(user: str, sig: dict) -> dict:
             "status": "COMPLETE", "quantity": 10, "price": None, "average_price": "2450.50",
             "updated_at": "2026-11-02T10:00:00+05:30"}
 
+
+
+def test_bars_history_has_the_bars_the_feed_sequenced_before_the_sink_stored_them(feed_env: FeedEnv) -> None:
+    async def scenario() -> None:
+        user = await add_user(feed_env.dsn)
+        conn = await connect(feed_env.dsn)
+        try:  # minutes 0-2 stored by the bars' sink; 2-5 only published (the sink lags)
+            await conn.executemany(
+                "INSERT INTO analytics_marketdata (symbol, timestamp, close_price, timeframe)"
+                " VALUES ($1, $2, $3, '1m')",
+                [("INFY", datetime.fromisoformat(bar("INFY", m)["time"]), Decimal("200.5")) for m in range(3)])
+        finally:
+            await conn.close()
+        async with feed_env.server() as server, Publisher(feed_env) as pub:
+            client = await FeedClient.authed(server.address, await issue_token(feed_env, user))
+            await pub.bars([bar("INFY", m, close=100.0 + m) for m in range(2, 6)] + [bar("TCS", 9)])
+            await pub.flush()
+            for _ in range(200):
+                answer = await client.request({"op": "history", "channel": "bars", "symbol": "INFY",
+                                               "timeframe": "1m", "limit": 5})
+                if answer["seq"] == 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert [b["time"] for b in answer["data"]] == [bar("INFY", m)["time"] for m in range(1, 6)]
+            assert [b["close"] for b in answer["data"]] == [200.5, 200.5, 103.0, 104.0, 105.0]  # stored rows win
+            await client.close()
+
+    asyncio.run(scenario())

@@ -141,9 +141,9 @@ def test_indexes_with_order_and_predicates(seed, catalog):
     }
     expected = {i.name: (i.table, i.columns, i.unique, i.predicate) for i in indexes.values()}
     assert actual == expected
-    # the engine's own indexes on platform tables (named engine_*, db/migrations/0140_model_usage.sql)
+    # the engine's own indexes on platform tables (named engine_*, db/migrations/0140_model_usage.sql, 0160_*)
     assert {r["name"] for r in catalog["indexes"] if r["name"].startswith("engine_")} == {
-        "engine_trading_signal_lease_idx"}
+        "engine_trading_signal_lease_idx", "engine_trading_order_signal_idx"}
     assert actual["idx_unique_active_subscription"] == ("subscriptions_subscription", ("user_id",), True, "is_active=true")
 
 

@@ -148,7 +148,8 @@ async def plain_faust_peer(bootstrap: str, n: int) -> dict:
         await producer.send(src, orjson.dumps({"symbol": sym, "time": t, "price": p, "qty": q}), key=sym.encode())
     await producer.stop()
     app = faust.App(f"plain-{uuid.uuid4().hex[:6]}", broker=f"{SCHEME}://{bootstrap}", value_serializer="raw",
-                    web_enabled=False, topic_disable_leader=True, broker_session_timeout=10.0,
+                    web_enabled=False, datadir=f"{tempfile.gettempdir()}/sharewise-bench-faust",
+                    topic_disable_leader=True, broker_session_timeout=10.0,
                     broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest", store="memory://",
                     loghandlers=[])
     in_t, out_t = app.topic(src, value_serializer="raw"), app.topic(dst, value_serializer="raw")

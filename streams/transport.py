@@ -57,6 +57,7 @@ def faust_app(settings: Settings, group_id: str, bootstrap: str) -> faust.App:
     return faust.App(
         group_id, broker=f"{SCHEME}://{bootstrap}", value_serializer="raw", key_serializer="raw",
         store="memory://", web_enabled=False, topic_partitions=settings.partitions,
+        datadir=str(settings.home / "faust"),  # Faust's default is "<app id>-data" in the current directory
         topic_disable_leader=True, broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0, consumer_auto_offset_reset="earliest", producer_linger=0.005,
         producer_max_batch_size=262144, consumer_max_fetch_size=4 * 1024 * 1024, loghandlers=[],

@@ -161,6 +161,7 @@ def _crontab(exe: str, home: str, logs: str, keep: int, archive: str) -> list[st
     return [
         f"# ShareWise backups of SHAREWISE_HOME={home}: printed by `sharewise db schedule`, install with `crontab -e`",
         f"SHAREWISE_HOME={home}",
+        "# times are the machine's local time (cron's): pick hours outside the NSE session, 09:15-15:30 IST",
         "# daily (Mon-Sat 02:30): incremental backup",
         f"30 2 * * 1-6 {exe} db backup --incremental {tail}",
         f"# weekly (Sun 02:30): full backup, keep {keep} fulls with their incrementals, older WAL removed",

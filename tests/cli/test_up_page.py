@@ -68,10 +68,11 @@ async def _trader(url: str, token: str) -> dict:
 
 def test_the_page_after_up_shows_a_moving_chart_with_signals_orders_and_positions(tmp_path: Path) -> None:
     with private_home("sharewise-up-page-") as home:
-        out = tmp_path / "up.out"
+        out, cwd = tmp_path / "up.out", tmp_path / "cwd"
+        cwd.mkdir()
         with out.open("w") as sink:
             proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--speed", "300", "--rate", "2000"],
-                                    env=_env(home), stdout=sink, stderr=subprocess.STDOUT, text=True)
+                                    env=_env(home), stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=cwd)
         try:
             url = _page_url(out, proc)
             token = subprocess.run([sys.executable, "-m", "engine.cli", "token", "create", "--user",
@@ -85,6 +86,7 @@ def test_the_page_after_up_shows_a_moving_chart_with_signals_orders_and_position
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == 0, out.read_text()[-3000:]
+        assert list(cwd.iterdir()) == [], "up left files in the directory it was started from"
     first, moved = seen["first"], seen["moved"]
     assert first["library"] and first["panes"] >= 1 and first["series"], first  # candles and indicator lines
     assert moved["candles"] > first["candles"] or moved["last"]["time"] > first["last"]["time"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
+from datetime import date
 from typing import Callable, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.settings import redact
 
 out = Console(highlight=False)
@@ -17,6 +18,14 @@ err = Console(stderr=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def parse_day(text: str, flag: str) -> date:
+    """A ``YYYY-MM-DD`` option value; a :class:`ConfigError` naming ``flag`` otherwise."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -6,7 +6,7 @@ Talks to ``SHAREWISE_DATABASE_URL`` when set, else to the embedded PostgreSQL, m
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from engine.cli.console import clean_errors, err, out
+from engine.cli.console import clean_errors, err, out, parse_day
 from engine.cli.db_cmd import db_app
 from engine.cli.environment import load_settings
 from engine.cli.runtime import with_database
@@ -40,7 +40,7 @@ def retention_cmd(
         return
     from db.retention import apply_retention
 
-    day = _day(as_of, "--as-of") if as_of else datetime.now(IST).date()
+    day = parse_day(as_of, "--as-of") if as_of else datetime.now(IST).date()
 
     def progress(table: str, action: Any, done: int) -> None:
         err.print(f"{table}: {done} rows {action}d so far" + (" (dry run)" if dry_run else ""))
@@ -70,7 +70,7 @@ def _restore(table: str | None, since: str | None, *, as_of: str | None, dry_run
         raise ConfigError("--restore-archived TABLE and --since DATE go together")
     if as_of is not None or dry_run:
         raise ConfigError("--as-of and --dry-run apply to a retention run, not to --restore-archived")
-    day = _day(since, "--since")
+    day = parse_day(since, "--since")
     restored = with_database(load_settings(), lambda conn: restore_archived(conn, table, day))
     if json_out:
         print(orjson.dumps({"table": restored.table, "since": day.isoformat(), "restored": restored.restored,
@@ -79,10 +79,3 @@ def _restore(table: str | None, since: str | None, *, as_of: str | None, dry_run
     out.print(f"restored {restored.restored} rows of archive.{table} since {day} to public.{table}")
     for reason, n in restored.left_in_archive.items():
         out.print(f"left in archive: {n} ({escape(reason)})", soft_wrap=True)
-
-
-def _day(text: str, flag: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got {text!r}") from None

@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 import uuid
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from engine.cli.console import clean_errors, out
+from engine.cli.console import clean_errors, out, parse_day
 from engine.cli.environment import load_settings
 from engine.cli.orders_cmd import _money, _plain, _print_json, _user_id, _when
 from engine.cli.runtime import with_database
@@ -253,7 +252,7 @@ def lease(
     from db.models import insert_lease
 
     ident = _uuid(model, "a model id")
-    first, last = _day(start, "--start"), _day(end, "--end")
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
     amount = _decimal(price, "--price", places=2)
     fee = _decimal(performance_fee, "--performance-fee", places=2)
 
@@ -269,13 +268,6 @@ def lease(
         return
     out.print(f"leased model {ident} to {escape(to)} from {first} to {last} for ₹{_money(amount)}: lease {lease_id}",
               soft_wrap=True)
-
-
-def _day(text: str, flag: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _decimal(text: str, flag: str, *, places: int) -> Decimal:

@@ -48,7 +48,8 @@ EXTERNAL_SERVER = (
     "physical backups and WAL archiving of an external server (SHAREWISE_DATABASE_URL) are the DBA's job; "
     "`sharewise db backup --logical --out FILE` dumps it with pg_dump"
 )
-_TAIL_CHARS = 1500
+#: how much of a tool's stderr (or a server log) an error shows
+TAIL_CHARS = 1500
 #: how long the archiver may take to archive the segment just switched before we call archiving broken
 _ARCHIVE_WAIT_S = 60.0
 
@@ -286,7 +287,7 @@ def run_tool(
         assert proc.stderr is not None
         tail = ""
         for chunk in iter(lambda: proc.stderr.read(256), ""):
-            tail = (tail + chunk)[-_TAIL_CHARS:]
+            tail = (tail + chunk)[-TAIL_CHARS:]
             if progress is not None:
                 progress.write(chunk)
                 progress.flush()

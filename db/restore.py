@@ -25,7 +25,7 @@ from typing import IO, Iterator
 
 import asyncpg
 
-from db.backups import MANIFEST, VERIFY_ARGS, Backup, archive_current_wal, chain_of, list_backups, run_tool
+from db.backups import MANIFEST, TAIL_CHARS, VERIFY_ARGS, Backup, archive_current_wal, chain_of, list_backups, run_tool
 from db.connect import connect
 from db.embedded import KEEP_MARKER, configure_archiving, give_to_server, postgres_status, server_user, stop_postgres
 from engine.errors import ConfigError, EngineError, ToolFailed, TransientError
@@ -242,4 +242,4 @@ def _tail(path: Path) -> str:
 
 
 def _tail_of(text: str) -> str:
-    return text[-1500:]
+    return text[-TAIL_CHARS:]

@@ -12,7 +12,6 @@ are built next to the tables, in :mod:`sinks.rows`.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ import orjson
 
 from engine.domain import IST, Bar
 from engine.indicators import DEFAULT_COLUMNS
-from engine.strategy.runner import EmittedSignal, StrategyFailure
+from engine.strategy.runner import EmittedSignal, StrategyFailure, json_number
 from engine.strategy.signals import SignalRecord, signal_record
 
 BAR_NAMESPACE = uuid.UUID("5f0d7c2e-6a51-4c35-9d1e-2b7f5a1c9e01")
@@ -51,7 +50,7 @@ def bar_message(bar: Bar, row: np.ndarray, positions: np.ndarray) -> dict[str, A
         "low": bar.low,
         "close": bar.close,
         "volume": bar.volume,
-        "indicators": {name: _finite(row[p]) for name, p in zip(DEFAULT_COLUMNS, positions)},
+        "indicators": {name: json_number(row[p]) for name, p in zip(DEFAULT_COLUMNS, positions)},
     }
 
 
@@ -127,11 +126,6 @@ def notification(ident: uuid.UUID | str, user_id: str, title: str, message: str,
         "id": str(ident), "user_id": user_id, "title": title, "message": message, "notification_type": kind,
         "priority": priority, "is_read": False, "delivery_methods": ["in_app"], "created_at": created_at,
     }  # fmt: skip
-
-
-def _finite(x: float) -> float | None:
-    """JSON-safe value: NaN/inf become null; -0.0 becomes 0.0 (jsonb has no negative zero)."""
-    return float(x) + 0.0 if math.isfinite(x) else None
 
 
 def _text(d: Decimal | None) -> str | None:

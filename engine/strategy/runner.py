@@ -148,11 +148,12 @@ def _with_indicators(slot: _Slot, view: IndicatorView, intents: Sequence[SignalI
     if slot.reads is None:
         specs = slot.deployment.strategy.required_indicators()
         slot.reads = tuple(dict.fromkeys(c for spec in specs for c in parse(spec).columns if c in view))
-    read = {c: _json_number(view[c]) for c in slot.reads}
+    read = {c: json_number(view[c]) for c in slot.reads}
     return [replace(i, market_data={**(i.market_data or {}), "indicators": read}) for i in intents]
 
 
-def _json_number(x: float) -> float | None:
+def json_number(x: float) -> float | None:
+    """JSON-safe value: NaN/inf become null; -0.0 becomes 0.0 (jsonb has no negative zero)."""
     return float(x) + 0.0 if math.isfinite(x) else None
 
 

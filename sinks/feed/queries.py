@@ -47,12 +47,13 @@ async def bars(conn: asyncpg.Connection, symbol: str, timeframe: str, limit: int
         "SELECT payload FROM engine.feed_message WHERE user_id = $1 AND channel = 'bars' AND symbol = $2"
         " AND seq > $3 AND seq <= $4 AND message_id LIKE $5 ORDER BY seq",
         MARKET_USER, symbol, seq - RECENT_BARS, seq, f"{symbol}|{timeframe}|%")
+    oldest = min(stored, default="")  # bar times: IST ISO strings of one format, which sort as the times do
     for r in recent:
         bar = orjson.loads(r["payload"])
         time = _ist(datetime.fromisoformat(bar["time"]))
-        if time not in stored and (not stored or time > min(stored)):
+        if time not in stored and time > oldest:
             stored[time] = orjson.dumps({**bar, "time": time})
-    return seq, [stored[t] for t in sorted(stored, key=datetime.fromisoformat)[-limit:]]
+    return seq, [stored[t] for t in sorted(stored)[-limit:]]
 
 
 async def messages(conn: asyncpg.Connection, user_id: str, channel: str, symbol: str | None,

@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -334,7 +334,7 @@ async def prepare_tenants(dsn: str, home: str, users: int, clients: int) -> tupl
         for k in range(users):
             user = str(uuid.uuid4())
             await conn.execute("INSERT INTO users_customuser (id, email) VALUES ($1, $2)", user, f"bench{k}@x.local")
-            token, claims = issuer.issue(user, timedelta(hours=2))
+            token, claims = issuer.issue(user, timedelta(hours=2), now=datetime.now(timezone.utc))
             await record_token(conn, claims)
             ids.append(user)
             tokens.append(token)
